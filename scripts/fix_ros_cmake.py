@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Repair the build-machine paths hard-coded in the ROS 2 PyPI wheels' CMake files.
+"""
+Repair the build-machine paths hard-coded in the ROS 2 PyPI wheels' CMake files.
 
 The wheels' exported ``share/**/*.cmake`` files name the Python include directory and the numpy
 include directory of the machine that built them (``/opt/python/cp311-cp311/...``). CMake then

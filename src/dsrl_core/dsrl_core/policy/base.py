@@ -1,4 +1,5 @@
-"""The black-box contract of a steerable base policy.
+"""
+The black-box contract of a steerable base policy.
 
 DSRL needs nothing from the base policy but one deterministic function::
 
@@ -51,7 +52,8 @@ class PolicyMeta:
         if self.control_hz <= 0:
             raise ValueError('control_hz must be positive')
         if self.obs_names and len(self.obs_names) != self.obs_dim:
-            raise ValueError(f'obs_names has {len(self.obs_names)} entries, obs_dim is {self.obs_dim}')
+            raise ValueError(f'obs_names has {len(self.obs_names)} entries, '
+                             f'obs_dim is {self.obs_dim}')
         if self.action_names and len(self.action_names) != self.act_dim:
             raise ValueError('action_names must have act_dim entries')
 
@@ -104,7 +106,8 @@ def sample_numpy(policy: BasePolicy, obs: np.ndarray, noise: np.ndarray) -> np.n
 
 
 def load_plugin(spec: str, **kwargs: Any) -> BasePolicy:
-    """Load a base policy from ``'package.module:factory'`` and check it honours the contract.
+    """
+    Load a base policy from ``'package.module:factory'`` and check it honours the contract.
 
     ``factory(**kwargs)`` must return an object with ``meta`` (a :class:`PolicyMeta`) and
     ``sample(obs, noise)``. This is how a lab plugs in its own policy, e.g. a client of a remote
@@ -116,12 +119,14 @@ def load_plugin(spec: str, **kwargs: Any) -> BasePolicy:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f'cannot import base-policy plugin module {module_name!r}: {exc}') from exc
+        raise ValueError(
+            f'cannot import base-policy plugin module {module_name!r}: {exc}') from exc
     factory = getattr(module, attr, None)
     if factory is None:
         raise ValueError(f'module {module_name!r} has no attribute {attr!r}')
     policy = factory(**kwargs)
     if not isinstance(getattr(policy, 'meta', None), PolicyMeta) or not callable(
             getattr(policy, 'sample', None)):
-        raise TypeError(f'{spec} did not return a BasePolicy (needs .meta: PolicyMeta and .sample)')
+        raise TypeError(
+            f'{spec} did not return a BasePolicy (needs .meta: PolicyMeta and .sample)')
     return policy

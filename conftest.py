@@ -1,0 +1,47 @@
+"""Shared pytest fixtures for every package of the workspace."""
+
+import fcntl
+import os
+import pathlib
+import tempfile
+
+import pytest
+
+_LOCK_DIR = pathlib.Path(tempfile.gettempdir()) / 'dsrl-ros-domains'
+
+
+@pytest.fixture
+def ros_domain_id():
+    """Reserve a ROS_DOMAIN_ID no other test (of this or a parallel run) uses meanwhile.
+
+    Domains 20..119 are tried in an order that depends on the process id; the reservation is an
+    exclusive lock on a file per domain, released when the test ends.
+    """
+    _LOCK_DIR.mkdir(exist_ok=True)
+    start = os.getpid() % 100
+    for k in range(100):
+        domain = 20 + (start + k) % 100
+        fh = open(_LOCK_DIR / f'{domain}.lock', 'w')
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            continue
+        try:
+            yield domain
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+        return
+    pytest.fail('no free ROS_DOMAIN_ID in 20..119')
+
+
+@pytest.fixture
+def ros_env(ros_domain_id):
+    """Environment for child processes: own domain, discovery kept on this host."""
+    env = dict(os.environ)
+    env['ROS_DOMAIN_ID'] = str(ros_domain_id)
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['RMW_IMPLEMENTATION'] = 'rmw_fastrtps_cpp'
+    env['PYTHONUNBUFFERED'] = '1'
+    return env

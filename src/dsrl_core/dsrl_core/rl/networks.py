@@ -1,0 +1,151 @@
+"""Networks of the noise-space RL core: MLPs, a batched critic ensemble and a tanh-Gaussian actor.
+
+Everything here is plain PyTorch and runs on the CPU. The critic ensemble keeps the weights of all
+members stacked (``[n, in, out]``) so that evaluating every member is one batched matmul per layer
+instead of ``n`` separate MLP calls; on a 2-core CPU that is where SAC spends its time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LOG_2 = math.log(2.0)
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256, 256),
+        layer_norm: bool = True) -> nn.Sequential:
+    """Build ``Linear -> [LayerNorm] -> ReLU`` blocks for each hidden width, then a Linear head."""
+    layers: list[nn.Module] = []
+    prev = in_dim
+    for width in hidden:
+        layers.append(nn.Linear(prev, width))
+        if layer_norm:
+            layers.append(nn.LayerNorm(width))
+        layers.append(nn.ReLU())
+        prev = width
+    layers.append(nn.Linear(prev, out_dim))
+    return nn.Sequential(*layers)
+
+
+class CriticEnsemble(nn.Module):
+    """``n`` independent Q(s, a) MLPs evaluated together with one batched matmul per layer.
+
+    Member ``i`` computes exactly what ``mlp(obs_dim + act_dim, 1, hidden, layer_norm)`` with its
+    weights would (see :meth:`member`); the LayerNorm affine parameters are per member.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, n: int = 2,
+                 hidden: Sequence[int] = (256, 256, 256), layer_norm: bool = True) -> None:
+        super().__init__()
+        if n < 1:
+            raise ValueError(f'an ensemble needs at least one member, got n={n}')
+        self.obs_dim, self.act_dim, self.n = obs_dim, act_dim, n
+        self.hidden = tuple(int(h) for h in hidden)
+        self.layer_norm = layer_norm
+        dims = (obs_dim + act_dim,) + self.hidden + (1,)
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.ln_weights = nn.ParameterList()
+        self.ln_biases = nn.ParameterList()
+        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+            # Same initialisation as nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+            bound = 1.0 / math.sqrt(fan_in)
+            self.weights.append(nn.Parameter(torch.empty(n, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, fan_out).uniform_(-bound, bound)))
+        if layer_norm:
+            for width in self.hidden:
+                self.ln_weights.append(nn.Parameter(torch.ones(n, 1, width)))
+                self.ln_biases.append(nn.Parameter(torch.zeros(n, 1, width)))
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Return the Q-values of every member, shape ``[n, B]``."""
+        x = torch.cat((obs, act), dim=-1)
+        h = x.unsqueeze(0).expand(self.n, -1, -1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i == last:
+                break
+            if self.layer_norm:
+                h = F.layer_norm(h, (h.shape[-1],))
+                h = torch.addcmul(self.ln_biases[i], h, self.ln_weights[i])
+            h = torch.relu(h)
+        return h.squeeze(-1)
+
+    @torch.no_grad()
+    def member(self, i: int) -> nn.Sequential:
+        """Return an independent ``mlp`` holding a copy of member ``i``'s weights."""
+        net = mlp(self.obs_dim + self.act_dim, 1, self.hidden, self.layer_norm)
+        linears = [m for m in net if isinstance(m, nn.Linear)]
+        norms = [m for m in net if isinstance(m, nn.LayerNorm)]
+        for lin, w, b in zip(linears, self.weights, self.biases):
+            lin.weight.copy_(w[i].T)
+            lin.bias.copy_(b[i, 0])
+        for ln, g, b in zip(norms, self.ln_weights, self.ln_biases):
+            ln.weight.copy_(g[i, 0])
+            ln.bias.copy_(b[i, 0])
+        return net
+
+
+class TanhGaussianActor(nn.Module):
+    """Diagonal Gaussian squashed by tanh and scaled to ``[-magnitude, magnitude]``.
+
+    The log-std is clamped to ``[log_std_min, log_std_max]`` (the DSRL authors' choice). The
+    log-probability includes the Jacobian of ``a = magnitude * tanh(u)``.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256, 256),
+                 magnitude: float = 1.5, log_std_min: float = -20.0, log_std_max: float = 2.0,
+                 layer_norm: bool = True) -> None:
+        super().__init__()
+        if magnitude <= 0:
+            raise ValueError(f'magnitude must be positive, got {magnitude}')
+        if log_std_min >= log_std_max:
+            raise ValueError('log_std_min must be < log_std_max')
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.magnitude = float(magnitude)
+        self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
+        self.net = mlp(obs_dim, 2 * act_dim, hidden, layer_norm)
+        self._log_magnitude = math.log(self.magnitude)
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False, with_log_prob: bool = True,
+                generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Sample (reparameterised) an action and its log-probability ``[B]`` (or None).
+
+        ``deterministic=True`` returns ``magnitude * tanh(mean)`` and the log-density of that point.
+        """
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        if deterministic:
+            eps = torch.zeros_like(mean)
+            u = mean
+        else:
+            eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype,
+                              device=mean.device)
+            u = mean + log_std.exp() * eps
+        action = self.magnitude * torch.tanh(u)
+        if not with_log_prob:
+            return action, None
+        # log N(u; mean, std) with (u - mean) / std = eps.
+        log_prob = (-0.5 * eps.square() - log_std - HALF_LOG_2PI).sum(-1)
+        # log |d a / d u| = log(magnitude) + log(1 - tanh(u)^2), written stably.
+        log_det = (2.0 * (LOG_2 - u - F.softplus(-2.0 * u))).sum(-1)
+        log_prob = log_prob - log_det - self.act_dim * self._log_magnitude
+        return action, log_prob
+
+
+@torch.no_grad()
+def polyak_update(params: Iterable[torch.Tensor], target_params: Iterable[torch.Tensor],
+                  tau: float) -> None:
+    """In place ``target <- (1 - tau) * target + tau * param`` for every pair."""
+    params, target_params = list(params), list(target_params)
+    if len(params) != len(target_params):
+        raise ValueError(f'{len(params)} params but {len(target_params)} target params')
+    torch._foreach_lerp_(target_params, params, tau)
