@@ -12,7 +12,8 @@ _LOCK_DIR = pathlib.Path(tempfile.gettempdir()) / 'dsrl-ros-domains'
 
 @pytest.fixture
 def ros_domain_id():
-    """Reserve a ROS_DOMAIN_ID no other test (of this or a parallel run) uses meanwhile.
+    """
+    Reserve a ROS_DOMAIN_ID no other test (of this or a parallel run) uses meanwhile.
 
     Domains 20..119 are tried in an order that depends on the process id; the reservation is an
     exclusive lock on a file per domain, released when the test ends.

@@ -1,7 +1,8 @@
-"""Publisher / subscriber of dsrl_msgs/Transition for the cross-process test.
+"""
+Publisher / subscriber of dsrl_msgs/Transition for the cross-process test.
 
-    python transition_peer.py pub N
-    python transition_peer.py sub N RESULT_JSON
+python transition_peer.py pub N
+python transition_peer.py sub N RESULT_JSON
 """
 
 from array import array
@@ -9,9 +10,10 @@ import json
 import sys
 import time
 
-from dsrl_msgs.msg import Transition
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from dsrl_msgs.msg import Transition
 
 QOS = QoSProfile(depth=2000, history=HistoryPolicy.KEEP_LAST,
                  reliability=ReliabilityPolicy.RELIABLE)

@@ -1,4 +1,5 @@
-"""Networks of the noise-space RL core: MLPs, a batched critic ensemble and a tanh-Gaussian actor.
+"""
+Networks of the noise-space RL core: MLPs, a batched critic ensemble and a tanh-Gaussian actor.
 
 Everything here is plain PyTorch and runs on the CPU. The critic ensemble keeps the weights of all
 members stacked (``[n, in, out]``) so that evaluating every member is one batched matmul per layer
@@ -34,7 +35,8 @@ def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256, 256),
 
 
 class CriticEnsemble(nn.Module):
-    """``n`` independent Q(s, a) MLPs evaluated together with one batched matmul per layer.
+    """
+    ``n`` independent Q(s, a) MLPs evaluated together with one batched matmul per layer.
 
     Member ``i`` computes exactly what ``mlp(obs_dim + act_dim, 1, hidden, layer_norm)`` with its
     weights would (see :meth:`member`); the LayerNorm affine parameters are per member.
@@ -56,7 +58,8 @@ class CriticEnsemble(nn.Module):
         for fan_in, fan_out in zip(dims[:-1], dims[1:]):
             # Same initialisation as nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
             bound = 1.0 / math.sqrt(fan_in)
-            self.weights.append(nn.Parameter(torch.empty(n, fan_in, fan_out).uniform_(-bound, bound)))
+            w = torch.empty(n, fan_in, fan_out).uniform_(-bound, bound)
+            self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(torch.empty(n, 1, fan_out).uniform_(-bound, bound)))
         if layer_norm:
             for width in self.hidden:
@@ -94,7 +97,8 @@ class CriticEnsemble(nn.Module):
 
 
 class TanhGaussianActor(nn.Module):
-    """Diagonal Gaussian squashed by tanh and scaled to ``[-magnitude, magnitude]``.
+    """
+    Diagonal Gaussian squashed by tanh and scaled to ``[-magnitude, magnitude]``.
 
     The log-std is clamped to ``[log_std_min, log_std_max]`` (the DSRL authors' choice). The
     log-probability includes the Jacobian of ``a = magnitude * tanh(u)``.
@@ -117,9 +121,10 @@ class TanhGaussianActor(nn.Module):
     def forward(self, obs: torch.Tensor, deterministic: bool = False, with_log_prob: bool = True,
                 generator: torch.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Sample (reparameterised) an action and its log-probability ``[B]`` (or None).
+        """
+        Sample (reparameterised) an action and its log-probability ``[B]`` (or None).
 
-        ``deterministic=True`` returns ``magnitude * tanh(mean)`` and the log-density of that point.
+        ``deterministic=True`` returns ``magnitude * tanh(mean)`` and the log-density there.
         """
         mean, log_std = self.net(obs).chunk(2, dim=-1)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)

@@ -1,8 +1,9 @@
-"""Soft actor-critic, written as plainly as CleanRL's single-file SAC.
+"""
+Soft actor-critic, written as plainly as CleanRL's single-file SAC.
 
-:class:`SAC` is ordinary action-space SAC (used by the Pendulum peer check). :class:`DSRLSAC` is the
-same algorithm in the latent-noise MDP of a frozen base policy: its action is the flattened initial
-noise ``w`` (``T * act_dim`` numbers) and the base policy is never called during training.
+:class:`SAC` is ordinary action-space SAC (used by the Pendulum peer check). :class:`DSRLSAC` is
+the same algorithm in the latent-noise MDP of a frozen base policy: its action is the flattened
+initial noise ``w`` (``T * act_dim`` numbers) and the base policy is never called in training.
 
 A batch is a dict of tensors: ``obs [B, obs_dim]``, ``action [B, act_dim]`` (DSRL-SAC reads
 ``noise [B, T, act_dim]`` instead), ``reward [B]``, ``next_obs [B, obs_dim]``, ``terminated [B]``.
@@ -112,14 +113,16 @@ def actor_act(actor: TanhGaussianActor, obs: np.ndarray | torch.Tensor, determin
     return a[0] if single else a
 
 
-def _freeze(module: torch.nn.Module) -> torch.nn.Module:
+def freeze(module: torch.nn.Module) -> torch.nn.Module:
+    """Turn off gradients of every parameter of ``module`` (for target networks)."""
     for p in module.parameters():
         p.requires_grad_(False)
     return module
 
 
 class SAC:
-    """Soft actor-critic with a critic ensemble, min backup and learned temperature.
+    """
+    Soft actor-critic with a critic ensemble, min backup and learned temperature.
 
     One :meth:`update` is one critic step, one actor step, one temperature step and one Polyak step
     (the training loop calls it ``utd_ratio`` times per environment step).
@@ -142,7 +145,7 @@ class SAC:
                                          cfg.layer_norm)
         self.actor.to(self.device)
         self.critic.to(self.device)
-        self.critic_target = _freeze(copy.deepcopy(self.critic))
+        self.critic_target = freeze(copy.deepcopy(self.critic))
         self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), device=self.device,
                                       requires_grad=True)
         self.actor_optim = make_adam(self.actor.parameters(), cfg.lr)
@@ -224,8 +227,8 @@ class SAC:
         self.actor.load_state_dict(state_dict)
 
     def state_dict(self) -> dict[str, Any]:
-        """Return everything needed to resume training bit for bit."""
-        return {
+        """Return a deep copy of everything needed to resume training bit for bit."""
+        return copy.deepcopy({
             'format_version': STATE_FORMAT_VERSION,
             'algorithm': type(self).__name__,
             'obs_dim': self.obs_dim,
@@ -241,11 +244,11 @@ class SAC:
             'num_updates': self.num_updates,
             'rng': self._gen.get_state(),
             'act_rng': self._act_gen.get_state(),
-        }
+        })
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` (the networks' shapes must match this object's)."""
-        _check_header(state_dict, type(self).__name__, self.obs_dim, self.act_dim)
+        check_state_header(state_dict, type(self).__name__, self.obs_dim, self.act_dim)
         self.actor.load_state_dict(state_dict['actor'])
         self.critic.load_state_dict(state_dict['critic'])
         self.critic_target.load_state_dict(state_dict['critic_target'])
@@ -259,8 +262,9 @@ class SAC:
         self._act_gen.set_state(state_dict['act_rng'])
 
 
-def _check_header(state_dict: Mapping[str, Any], algorithm: str, obs_dim: int,
-                  act_dim: int) -> None:
+def check_state_header(state_dict: Mapping[str, Any], algorithm: str, obs_dim: int,
+                       act_dim: int) -> None:
+    """Raise ValueError unless ``state_dict`` is a current-format state of this algorithm/shape."""
     if state_dict.get('format_version') != STATE_FORMAT_VERSION:
         raise ValueError(f'state format {state_dict.get("format_version")!r} is not '
                          f'{STATE_FORMAT_VERSION}')
@@ -272,7 +276,8 @@ def _check_header(state_dict: Mapping[str, Any], algorithm: str, obs_dim: int,
 
 
 class DSRLSAC(SAC):
-    """DSRL-SAC: SAC whose action is the base policy's flattened initial noise ``w``.
+    """
+    DSRL-SAC: SAC whose action is the base policy's flattened initial noise ``w``.
 
     Batches must hold ``noise [B, T, act_dim]`` (the noise that produced the executed chunk);
     the executed ``action`` is not needed. :meth:`act` returns noise shaped ``[T, act_dim]`` for
