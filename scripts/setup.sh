@@ -13,7 +13,7 @@ t0=$(date +%s)
 log() { printf '[setup] %s\n' "$*"; }
 
 # 1. System packages: libusb for pyrealsense2, Mesa EGL/OSMesa for headless MuJoCo rendering.
-APT_PKGS=(libusb-1.0-0 libegl1 libgl1 libosmesa6 cmake g++ make)
+APT_PKGS=(libusb-1.0-0 libegl1 libgl1 libosmesa6 cmake g++ make docker-compose)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

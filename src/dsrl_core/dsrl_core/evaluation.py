@@ -47,6 +47,16 @@ def evaluate(policy: BasePolicy, noise_fn: NoiseFn, episodes: int = 50, seed: in
              max_steps: int | None = None, record_first: bool = False,
              render_size: tuple[int, int] = (96, 96)) -> EvalResult:
     """Run ``episodes`` seeded episodes (seeds seed..seed+episodes-1), executing whole chunks."""
+    def chunk_fn(obs: np.ndarray) -> np.ndarray:
+        noise = torch.from_numpy(np.ascontiguousarray(noise_fn(obs), dtype=np.float32))
+        return policy.sample(torch.from_numpy(obs), noise).numpy()
+    return evaluate_chunks(chunk_fn, episodes, seed, max_steps, record_first, render_size)
+
+
+def evaluate_chunks(chunk_fn: Callable[[np.ndarray], np.ndarray], episodes: int = 50,
+                    seed: int = 10_000, max_steps: int | None = None, record_first: bool = False,
+                    render_size: tuple[int, int] = (96, 96)) -> EvalResult:
+    """Like :func:`evaluate` for any ``chunk_fn(obs [n, obs_dim]) -> chunks [n, T, act_dim]``."""
     from dsrl_core.sim.push_env import PushEnv
     kw = {} if max_steps is None else {'max_steps': max_steps}
     envs = [PushEnv(render_size=render_size, **kw) for _ in range(episodes)]
@@ -58,8 +68,7 @@ def evaluate(policy: BasePolicy, noise_fn: NoiseFn, episodes: int = 50, seed: in
     frames = [envs[0].render()] if record_first else []
     while not done.all():
         live = np.flatnonzero(~done)
-        noise = noise_fn(obs[live])
-        chunks = policy.sample(torch.from_numpy(obs[live]), torch.from_numpy(noise)).numpy()
+        chunks = chunk_fn(np.ascontiguousarray(obs[live]))
         for j, i in enumerate(live):
             for a in chunks[j]:
                 o, r, term, trunc, info = envs[i].step(a)

@@ -41,7 +41,7 @@ class DiffusionConfig:
     """Architecture and noise schedule of :class:`DiffusionPolicy`."""
 
     # Width of the residual MLP.
-    hidden: int = 256
+    hidden: int = 128
     # Number of residual blocks.
     n_blocks: int = 3
     # Size of the sinusoidal diffusion-step embedding.

@@ -39,7 +39,7 @@ def make_chunks(obs: np.ndarray, action: np.ndarray, episode_ends: np.ndarray,
     return obs.astype(np.float32), chunks
 
 
-def train_bc(demos: dict, meta: PolicyMeta, cfg: DiffusionConfig, steps: int = 20000,
+def train_bc(demos: dict, meta: PolicyMeta, cfg: DiffusionConfig, steps: int = 3000,
              batch_size: int = 256, lr: float = 1e-3, ema_decay: float = 0.995, seed: int = 0,
              logdir: str | None = None, progress: bool = True) -> DiffusionPolicy:
     """Train a :class:`DiffusionPolicy` on ``demos``; returns the EMA policy, frozen."""
@@ -91,11 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument('--demos', required=True, help='demonstrations .npz (dsrl_core.sim.demos)')
     p.add_argument('--out', required=True, help='checkpoint directory to write')
-    p.add_argument('--steps', type=int, default=20000, help='gradient steps')
+    p.add_argument('--steps', type=int, default=3000, help='gradient steps')
     p.add_argument('--batch-size', type=int, default=256)
     p.add_argument('--lr', type=float, default=1e-3)
     p.add_argument('--horizon', type=int, default=4, help='chunk length T')
-    p.add_argument('--hidden', type=int, default=256)
+    p.add_argument('--hidden', type=int, default=128)
     p.add_argument('--blocks', type=int, default=3)
     p.add_argument('--train-steps', type=int, default=20, help='DDPM schedule length')
     p.add_argument('--ddim-steps', type=int, default=8, help='DDIM steps used by sample()')

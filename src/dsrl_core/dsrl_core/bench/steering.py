@@ -1,0 +1,273 @@
+"""
+Run the steering benchmark: does DSRL make the shipped BC diffusion policy succeed more often.
+
+python -m dsrl_core.bench.steering [--episodes 100] [--seeds 0] [--methods ...] [--out DIR]
+
+On the simulated push task with the shipped (frozen) BC checkpoint, each learning method runs
+online for ``--episodes`` episodes and is evaluated every ``--eval-every`` episodes on the same
+``--eval-episodes`` fixed-seed episodes with its deterministic actor:
+
+* ``bc``: the base policy with w ~ N(0, I) (what it does without RL; evaluated once);
+* ``dsrl_sac``: SAC in the latent-noise MDP (action = the flattened initial noise);
+* ``dsrl_na``: DSRL with noise aliasing (action critic distilled into a noise critic);
+* ``sac_action``: the non-DSRL baseline, the same SAC code acting directly on the action chunk
+  (normalised to [-1, 1] over the joint limits), warm-started with the same BC rollouts.
+
+Every method starts with ``--warmup`` episodes of the base policy with w ~ N(0, I) (for the
+baseline, their executed chunks are its warm-up actions), then does ``--utd`` gradient updates per
+collected chunk transition. Prints a table (episodes -> success rate), writes ``results.json``,
+``results.csv`` and ``steering.png`` (success vs episodes) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import pathlib
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dsrl_core.evaluation import evaluate, evaluate_chunks, gaussian_noise_fn
+from dsrl_core.policy import default_checkpoint
+from dsrl_core.policy.diffusion import DiffusionPolicy
+from dsrl_core.rl import DSRLNA, DSRLSAC, NAConfig, ReplayBuffer, SAC, SACConfig
+from dsrl_core.sim.push_env import PushEnv
+
+METHODS = ('bc', 'dsrl_sac', 'dsrl_na', 'sac_action')
+TRAIN_SEED_BASE = 1_000_000   # training episodes never reuse an evaluation seed
+EVAL_SEED = 10_000
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    """Settings of one benchmark run (defaults sized for a 2-core CPU)."""
+
+    # Online episodes per method.
+    episodes: int = 100
+    # Evaluate every this many episodes (and at 0).
+    eval_every: int = 10
+    # Fixed-seed evaluation episodes.
+    eval_episodes: int = 50
+    # Episodes of the plain base policy (w ~ N(0, I)) before the first update.
+    warmup: int = 2
+    # Gradient updates per collected chunk transition (update-to-data ratio).
+    utd: int = 20
+    # Update-to-data ratio of DSRL-NA (each of its updates calls the base policy twice).
+    utd_na: int = 10
+    # Hidden layers of actor and critics.
+    hidden: tuple[int, ...] = (128, 128, 128)
+    # Minibatch size.
+    batch_size: int = 256
+    # Noise magnitude of the DSRL actors.
+    action_magnitude: float = 1.5
+    # Initial SAC temperature.
+    init_alpha: float = 1.0
+    # torch CPU threads.
+    threads: int = 2
+
+
+def _chunk_to_unit(chunk: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    return np.clip(2 * (chunk - low) / (high - low) - 1, -0.999, 0.999).astype(np.float32)
+
+
+def _unit_to_chunk(a: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    return (low + (np.asarray(a) + 1) / 2 * (high - low)).astype(np.float32)
+
+
+def make_agent(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int):
+    """Build the learner of ``method``."""
+    common = {'hidden': cfg.hidden, 'batch_size': cfg.batch_size, 'seed': seed,
+              'init_alpha': cfg.init_alpha}
+    if method == 'dsrl_sac':
+        return DSRLSAC(policy.meta, config=SACConfig(
+            utd_ratio=cfg.utd, action_magnitude=cfg.action_magnitude, **common))
+    if method == 'dsrl_na':
+        return DSRLNA(policy, config=NAConfig(
+            utd_ratio=cfg.utd_na, action_magnitude=cfg.action_magnitude, **common))
+    if method == 'sac_action':
+        return SAC(policy.meta.obs_dim, policy.meta.noise_dim, SACConfig(
+            utd_ratio=cfg.utd, action_magnitude=1.0, target_entropy=None, **common))
+    raise ValueError(f'unknown method {method!r}; choose from {METHODS}')
+
+
+def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int,
+               progress: bool = True) -> dict:
+    """Train ``method`` online; return its evaluation curve and timings."""
+    meta = policy.meta
+    low, high = np.array(meta.action_low), np.array(meta.action_high)
+    t_start = time.time()
+    if method == 'bc':
+        res = evaluate(policy, gaussian_noise_fn(meta.noise_shape, seed),
+                       episodes=cfg.eval_episodes, seed=EVAL_SEED)
+        curve = [(ep, res.success_rate) for ep in range(0, cfg.episodes + 1, cfg.eval_every)]
+        return {'method': method, 'seed': seed, 'curve': curve, 'seconds': time.time() - t_start,
+                'updates': 0}
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    agent = make_agent(method, policy, cfg, seed)
+    utd = cfg.utd_na if method == 'dsrl_na' else cfg.utd
+    buf = ReplayBuffer(meta.obs_dim, meta.noise_shape, meta.noise_shape, capacity=200_000)
+    env = PushEnv()
+
+    def chunk_fn(obs: np.ndarray) -> np.ndarray:
+        a = agent.act(obs, deterministic=True)
+        if method == 'sac_action':
+            return _unit_to_chunk(a.reshape(-1, *meta.noise_shape), low, high)
+        noise = torch.from_numpy(np.asarray(a, dtype=np.float32).reshape(-1, *meta.noise_shape))
+        return policy.sample(torch.from_numpy(obs), noise).numpy()
+
+    curve = [(0, evaluate_chunks(chunk_fn, cfg.eval_episodes, EVAL_SEED).success_rate)]
+    updates, update_time, successes = 0, 0.0, []
+    bar = tqdm(range(1, cfg.episodes + 1), desc=f'{method} seed {seed}', disable=not progress,
+               mininterval=2.0)
+    for ep in bar:
+        obs, _ = env.reset(seed=TRAIN_SEED_BASE + 1000 * seed + ep)
+        done, success = False, False
+        while not done:
+            o = obs.astype(np.float32)
+            if ep <= cfg.warmup or method != 'sac_action':
+                noise = (rng.standard_normal(meta.noise_shape).astype(np.float32)
+                         if ep <= cfg.warmup else
+                         np.asarray(agent.act(o), np.float32).reshape(meta.noise_shape))
+                chunk = policy.sample(torch.from_numpy(o[None]),
+                                      torch.from_numpy(noise[None])).numpy()[0]
+            else:
+                unit = np.asarray(agent.act(o), np.float32).reshape(meta.noise_shape)
+                noise, chunk = np.zeros(meta.noise_shape, np.float32), _unit_to_chunk(
+                    unit, low, high)
+            reward, term, trunc = 0.0, False, False
+            for a in chunk:
+                obs, r, term, trunc, info = env.step(a)
+                reward += r
+                if term or trunc:
+                    success = bool(info.get('success', False))
+                    break
+            stored = _chunk_to_unit(chunk, low, high) if method == 'sac_action' else chunk
+            buf.add(o, noise, stored, reward, obs.astype(np.float32), terminated=term,
+                    truncated=trunc, actor_version=updates)
+            done = term or trunc
+            if ep > cfg.warmup:
+                t0 = time.time()
+                for _ in range(utd):
+                    batch = buf.sample(cfg.batch_size, rng)
+                    if method == 'sac_action':
+                        batch['action'] = batch['action'].reshape(cfg.batch_size, -1)
+                    stats = agent.update(batch)
+                update_time += time.time() - t0
+                updates += utd
+        successes.append(success)
+        if ep % cfg.eval_every == 0:
+            curve.append((ep, evaluate_chunks(chunk_fn, cfg.eval_episodes, EVAL_SEED)
+                          .success_rate))
+            bar.set_postfix(eval=f'{curve[-1][1]:.2f}', train10=f'{np.mean(successes[-10:]):.1f}',
+                            ups=f'{updates / max(update_time, 1e-9):.0f}',
+                            alpha=f'{stats["alpha"]:.3f}' if updates else '-')
+    env.close()
+    return {'method': method, 'seed': seed, 'curve': curve, 'seconds': time.time() - t_start,
+            'updates': updates, 'updates_per_s': updates / max(update_time, 1e-9),
+            'train_success': [bool(s) for s in successes]}
+
+
+def episodes_to_reach(curve: list[tuple[int, float]], level: float) -> int | None:
+    """First evaluated episode count whose success rate is >= level (None if never)."""
+    return next((ep for ep, sr in curve if sr >= level), None)
+
+
+def report(results: list[dict], out: pathlib.Path) -> str:
+    """Write json/csv/png into ``out``; return the printed table."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'results.json').write_text(json.dumps(results, indent=1))
+    methods = [m for m in METHODS if any(r['method'] == m for r in results)]
+    points = sorted({ep for r in results for ep, _ in r['curve']})
+    mean = {m: {ep: float(np.mean([dict(r['curve'])[ep] for r in results if r['method'] == m]))
+                for ep in points} for m in methods}
+    with open(out / 'results.csv', 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['episodes'] + methods)
+        for ep in points:
+            w.writerow([ep] + [f'{mean[m][ep]:.3f}' for m in methods])
+    lines = ['episodes | ' + ' | '.join(f'{m:>10}' for m in methods)]
+    lines += [f'{ep:8d} | ' + ' | '.join(f'{mean[m][ep]:10.2f}' for m in methods)
+              for ep in points]
+    for m in methods:
+        runs = [r for r in results if r['method'] == m]
+        reach90 = [episodes_to_reach(r['curve'], 0.9) for r in runs]
+        reach95 = [episodes_to_reach(r['curve'], 0.95) for r in runs]
+        ups = [r.get('updates_per_s', 0.0) for r in runs]
+        lines.append(f'{m}: reaches 90% at {reach90}, 95% at {reach95} episodes; '
+                     f'{np.mean([r["seconds"] for r in runs]):.0f} s per run, '
+                     f'{np.mean(ups):.0f} updates/s')
+    text = '\n'.join(lines)
+    (out / 'table.txt').write_text(text + '\n')
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for m in methods:
+        runs = [r for r in results if r['method'] == m]
+        arr = np.array([[dict(r['curve'])[ep] for ep in points] for r in runs])
+        ax.plot(points, arr.mean(0), marker='o', label=f'{m} ({len(runs)} seed(s))')
+        if len(runs) > 1:
+            ax.fill_between(points, arr.min(0), arr.max(0), alpha=0.15)
+    ax.set_xlabel('online episodes')
+    ax.set_ylabel(f'success rate ({results[0].get("eval_episodes", 50)} fixed-seed episodes)')
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title('Steering the frozen BC diffusion policy (push task)')
+    fig.tight_layout()
+    fig.savefig(out / 'steering.png', dpi=120)
+    plt.close(fig)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    d = BenchConfig()
+    p.add_argument('--checkpoint', default=str(default_checkpoint()))
+    p.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS)
+    p.add_argument('--seeds', nargs='+', type=int, default=[0])
+    p.add_argument('--episodes', type=int, default=d.episodes)
+    p.add_argument('--eval-every', type=int, default=d.eval_every)
+    p.add_argument('--eval-episodes', type=int, default=d.eval_episodes)
+    p.add_argument('--warmup', type=int, default=d.warmup)
+    p.add_argument('--utd', type=int, default=d.utd)
+    p.add_argument('--utd-na', type=int, default=d.utd_na)
+    p.add_argument('--hidden', type=int, nargs='+', default=list(d.hidden))
+    p.add_argument('--batch-size', type=int, default=d.batch_size)
+    p.add_argument('--init-alpha', type=float, default=d.init_alpha)
+    p.add_argument('--threads', type=int, default=d.threads)
+    p.add_argument('--out', default='runs/steering')
+    a = p.parse_args(argv)
+    cfg = BenchConfig(episodes=a.episodes, eval_every=a.eval_every, eval_episodes=a.eval_episodes,
+                      warmup=a.warmup, utd=a.utd, utd_na=a.utd_na, hidden=tuple(a.hidden),
+                      batch_size=a.batch_size, threads=a.threads,
+                      init_alpha=a.init_alpha)
+    torch.set_num_threads(cfg.threads)
+    policy = DiffusionPolicy.load(a.checkpoint)
+    before = [p_.detach().clone() for p_ in policy.parameters()]
+    print(f'steering benchmark: {a.methods} x seeds {a.seeds}; {cfg}')
+    results = []
+    for seed in a.seeds:
+        for method in a.methods:
+            r = run_method(method, policy, cfg, seed)
+            r['eval_episodes'] = cfg.eval_episodes
+            results.append(r)
+            print(f'{method} seed {seed}: ' + ', '.join(f'{ep}:{sr:.2f}' for ep, sr in r['curve'])
+                  + f' ({r["seconds"]:.0f} s)', flush=True)
+            report(results, pathlib.Path(a.out))
+    frozen = all(torch.equal(b, p_) for b, p_ in zip(before, policy.parameters()))
+    print(report(results, pathlib.Path(a.out)))
+    print(f'base policy parameters bitwise unchanged: {frozen}')
+    print(f'wrote {a.out}/results.json, results.csv, table.txt, steering.png')
+    return 0 if frozen else 1
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""The shipped BC checkpoint: loads, reproduces its golden actions, leaves room to steer."""
+
+import json
+import pathlib
+
+from dsrl_core.bench.steering import BenchConfig, run_method
+from dsrl_core.evaluation import evaluate, gaussian_noise_fn
+from dsrl_core.policy import default_checkpoint
+from dsrl_core.policy.diffusion import DiffusionPolicy, load_policy
+import numpy as np
+import torch
+
+
+def test_shipped_checkpoint_is_small_and_safetensors():
+    d = default_checkpoint()
+    files = {p.name: p.stat().st_size for p in d.iterdir()}
+    assert set(files) == {'config.json', 'model.safetensors', 'golden.npz'}
+    assert sum(files.values()) < 3 * 2**20
+    cfg = json.loads((d / 'config.json').read_text())
+    assert cfg['meta']['horizon'] == 4 and cfg['meta']['act_dim'] == 3
+    assert cfg['diffusion']['ddim_steps'] <= 10
+
+
+def test_shipped_checkpoint_reproduces_golden_actions():
+    policy = load_policy()
+    golden = np.load(pathlib.Path(default_checkpoint()) / 'golden.npz', allow_pickle=False)
+    out = policy.sample(torch.from_numpy(golden['obs']), torch.from_numpy(golden['noise']))
+    np.testing.assert_allclose(out.numpy(), golden['actions'], rtol=0, atol=1e-5)
+
+
+def test_shipped_bc_policy_leaves_room_to_improve():
+    policy = DiffusionPolicy.load(default_checkpoint())
+    res = evaluate(policy, gaussian_noise_fn(policy.meta.noise_shape, 0), episodes=100)
+    print(f'shipped BC success over 100 seeded episodes: {res.success_rate:.2f}')
+    assert 0.3 <= res.success_rate <= 0.7
+
+
+def test_steering_loop_runs_and_keeps_base_policy_frozen():
+    torch.set_num_threads(1)
+    policy = DiffusionPolicy.load(default_checkpoint())
+    before = [p.clone() for p in policy.parameters()]
+    cfg = BenchConfig(episodes=3, eval_every=3, eval_episodes=4, warmup=1, utd=2, utd_na=1,
+                      hidden=(32, 32), batch_size=16, threads=1)
+    for method in ('dsrl_sac', 'dsrl_na', 'sac_action'):
+        r = run_method(method, policy, cfg, seed=0, progress=False)
+        assert [ep for ep, _ in r['curve']] == [0, 3]
+        assert all(0.0 <= sr <= 1.0 for _, sr in r['curve'])
+        assert r['updates'] > 0 and len(r['train_success']) == 3
+    assert all(torch.equal(b, p) for b, p in zip(before, policy.parameters()))
