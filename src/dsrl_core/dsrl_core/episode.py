@@ -99,7 +99,7 @@ class EpisodeRecord:
 
     @property
     def counts_for_learning(self) -> bool:
-        """False for aborted episodes (camera lost, operator abort): not a failure to learn from."""
+        """Return False for aborted episodes (camera lost, operator abort): not a failure."""
         return self.end_phase != Phase.ABORTED
 
 
@@ -146,14 +146,14 @@ class EpisodeManager:
         return max(0.0, end - self.record.start_time)
 
     # ---------------------------------------------------------------- commands
-    def command(self, cmd: int, now: float, reason: str = '') -> Result:
+    def command(self, cmd: int, now: float, reason: str = '', camera_ok: bool = True) -> Result:
         """Apply an EpisodeCommand; unknown commands are refused."""
         try:
             cmd = Command(cmd)
         except ValueError:
             return Result(False, f'unknown command {cmd}')
         if cmd == Command.START:
-            return self.start(now, reason)
+            return self.start(now, reason, camera_ok)
         if cmd == Command.STOP:
             return self.stop(now, reason)
         if cmd == Command.ABORT:
@@ -162,10 +162,12 @@ class EpisodeManager:
             return self.request_reset(now, reason)
         return self.confirm_reset(now, reason)
 
-    def start(self, now: float, reason: str = '') -> Result:
-        """READY -> RUNNING with a new episode id."""
+    def start(self, now: float, reason: str = '', camera_ok: bool = True) -> Result:
+        """READY -> RUNNING with a new episode id (refused while the camera is unhealthy)."""
         if self.phase != Phase.READY:
             return Result(False, f'cannot start: phase is {self.phase.name}')
+        if not camera_ok:
+            return Result(False, 'cannot start: camera not healthy (no recent frames)')
         self.record = EpisodeRecord(episode_id=self.episode_id + 1, start_time=now)
         self._detector_success = False
         self._pending_label = None
@@ -173,14 +175,14 @@ class EpisodeManager:
         return Result(True, f'episode {self.episode_id} started')
 
     def stop(self, now: float, reason: str = '') -> Result:
-        """RUNNING -> TIMEOUT (the operator ends the episode early; truncated, like a time limit)."""
+        """End a RUNNING episode early as TIMEOUT (truncated, like the time limit)."""
         if self.phase != Phase.RUNNING:
             return Result(False, f'cannot stop: phase is {self.phase.name}')
         self._end(Phase.TIMEOUT, reason or 'operator_stop', now, truncated=True)
         return Result(True, f'episode {self.episode_id} stopped')
 
     def abort(self, now: float, reason: str = 'operator_abort') -> Result:
-        """RUNNING -> ABORTED (truncated, not counted as a failure for learning)."""
+        """End a RUNNING episode as ABORTED (truncated, not counted as a failure for learning)."""
         if self.phase != Phase.RUNNING:
             return Result(False, f'cannot abort: phase is {self.phase.name}')
         self._end(Phase.ABORTED, reason, now, truncated=True)
@@ -238,10 +240,12 @@ class EpisodeManager:
         self.record.label_note = note
         if self.phase == Phase.RUNNING:
             self._pending_label = lab
-            return Result(True, f'episode {self.episode_id} labelled {lab.name}; ends at next step')
+            return Result(True, f'episode {self.episode_id} labelled {lab.name}; '
+                                'it ends at the next step')
         self.changes += 1
+        said = 'success' if self.record.detector_success else 'failure'
         return Result(True, f'episode {self.episode_id} labelled {lab.name} '
-                            f'(detector said {"success" if self.record.detector_success else "failure"})')
+                            f'(detector said {said})')
 
     # ---------------------------------------------------------------- per step / tick
     def observe(self, detector_decision: bool) -> None:
@@ -272,13 +276,13 @@ class EpisodeManager:
             self._end(Phase.TIMEOUT, 'time_limit', now, truncated=True)
         return reward
 
-    def tick(self, now: float) -> None:
-        """Automatic transitions: terminal -> RESETTING (auto_reset), READY -> RUNNING (auto_start)."""
+    def tick(self, now: float, camera_ok: bool = True) -> None:
+        """Apply automatic transitions: terminal -> RESETTING, READY -> RUNNING (auto_start)."""
         if self.phase in TERMINAL and self.auto_reset and \
                 now - self._phase_since >= self.result_hold_s:
             self.request_reset(now, 'auto_reset')
         elif self.phase == Phase.READY and self.auto_start:
-            self.start(now, 'auto_start')
+            self.start(now, 'auto_start', camera_ok)
 
     def status(self, now: float) -> dict:
         """Fields of dsrl_msgs/EpisodeStatus (without header and robot_id)."""

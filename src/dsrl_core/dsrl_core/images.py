@@ -60,8 +60,10 @@ def msg_to_rgb(msg: Any) -> np.ndarray:
 
 def numpy_to_image(array: np.ndarray, encoding: str = 'rgb8') -> ImageFields:
     """
-    Return Image fields for ``array``: [H, W, 3] for rgb8/bgr8 (given in that order), [H, W, 4] for
-    rgba8/bgra8, [H, W] or [H, W, 1] for mono8; dtype must be uint8.
+    Return sensor_msgs/Image fields for a uint8 ``array``.
+
+    Shapes: [H, W, 3] for rgb8/bgr8 (channels given in that order), [H, W, 4] for rgba8/bgra8,
+    [H, W] or [H, W, 1] for mono8.
     """
     if encoding not in CHANNELS:
         raise ImageError(f'unsupported encoding {encoding!r}; supported: {sorted(CHANNELS)}')

@@ -83,7 +83,7 @@ def param_names(cls: type) -> list[str]:
 
 
 def to_param_dict(cfg: Any) -> dict[str, Any]:
-    """Return ``{name: value}`` of a schema instance with ROS-compatible values (lists, no tuples)."""
+    """Return ``{name: value}`` of a schema instance with ROS-compatible values (lists)."""
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
         raise ParamError(f'expected a dataclass instance, got {cfg!r}')
     out: dict[str, Any] = {}
@@ -127,7 +127,7 @@ def field_descriptions(cls: type) -> dict[str, str]:
     try:
         lines = inspect.getsource(cls).splitlines()
     except (OSError, TypeError):
-        return {n: '' for n in names}
+        return dict.fromkeys(names, '')
     out: dict[str, str] = {}
     pending: list[str] = []
     for line in lines:

@@ -34,7 +34,7 @@ HELP = ('keys: q/a w/s e/d jog joints 1-3 (+/-) during RESETTING | c confirm res
 
 def clamp_target(target: np.ndarray, current: np.ndarray, limits: np.ndarray,
                  max_step: float) -> np.ndarray:
-    """Return ``target`` limited to ``current +- max_step`` per joint, then to ``limits`` [J, 2]."""
+    """Return ``target`` limited to ``current +- max_step`` per joint, then to ``limits``."""
     target = np.asarray(target, dtype=np.float64)
     current = np.asarray(current, dtype=np.float64)
     limits = np.asarray(limits, dtype=np.float64)
@@ -66,7 +66,7 @@ def interpolate_path(start: np.ndarray, waypoints: np.ndarray, limits: np.ndarra
 
 @dataclasses.dataclass
 class TeleopAction:
-    """Outcome of one key: ``kind`` in jog/confirm/label/estop/release/help/quit/refused/ignored."""
+    """Outcome of one key; ``kind``: jog/confirm/label/estop/release/help/quit/refused/ignored."""
 
     kind: str
     target: Optional[np.ndarray] = None

@@ -1,6 +1,8 @@
 """
-Camera sources for the detectors: a RealSense colour stream through pyrealsense2 (a live device or
-a recorded ``.bag``/``.db3`` file) and a frame-staleness health monitor usable with any source.
+Camera sources for the detectors: RealSense colour frames and frame-staleness health.
+
+A RealSense colour stream through pyrealsense2 (a live device or a recorded ``.bag``/``.db3``
+file), and a frame-staleness health monitor usable with any source.
 
 Without a camera, ``write_recording`` makes a real RealSense recording from numpy frames with the
 SDK's software device (software_device -> recorder), which ``RealSenseSource(file=...)`` plays
@@ -51,7 +53,7 @@ class FrameHealth:
         return float('inf') if self.last is None else now - self.last
 
     def healthy(self, now: float) -> bool:
-        """True when a frame arrived within ``timeout_s``."""
+        """Return True when a frame arrived within ``timeout_s``."""
         return self.age(now) <= self.timeout_s
 
 
@@ -183,7 +185,7 @@ class RealSenseSource:
 
     @property
     def finished(self) -> bool:
-        """True when a recording has played to its end and every frame was read."""
+        """Return True when a recording has played to its end and every frame was read."""
         if self._playback is None:
             return False
         return (self._playback.current_status() == _rs().playback_status.stopped

@@ -84,7 +84,9 @@ class ColorDetector:
     def polygon_for(self, width: int, height: int) -> np.ndarray:
         """Return the goal polygon [N, 2] (float pixels) scaled to a width x height frame."""
         rw, rh = self.cfg.region_size
-        return self._base_poly * np.array([width / rw, height / rh])
+        scale = np.array([width / rw, height / rh])
+        # Pixel centres sit at integer coordinates: scale about the image corner (-0.5, -0.5).
+        return (self._base_poly + 0.5) * scale - 0.5
 
     def _region(self, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
         key = (width, height)

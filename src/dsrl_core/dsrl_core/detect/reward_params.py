@@ -39,7 +39,7 @@ class RewardNodeParams:
     camera_timeout_s: float = 1.0
     # Success detector: 'color' (HSV blob in goal polygon) or 'classifier' (CNN).
     detector: str = 'color'
-    # Lower HSV bound of the object colour (OpenCV ranges H 0-179, S/V 0-255); H low > H high wraps.
+    # Lower HSV bound of the object colour (OpenCV: H 0-179, S/V 0-255); H low > H high wraps.
     hsv_low: tuple[int, ...] = (170, 120, 80)
     # Upper HSV bound of the object colour.
     hsv_high: tuple[int, ...] = (10, 255, 255)

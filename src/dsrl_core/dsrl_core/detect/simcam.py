@@ -44,8 +44,10 @@ def goal_polygon(width: int = 96, height: int = 96, n: int = 24) -> list[float]:
 def labelled_frames(n: int, size: int = 96, seed: int = 0,
                     edge_band: float = 0.015) -> Iterator[tuple[np.ndarray, bool, float]]:
     """
-    Yield ``n`` (rgb, success, goal_dist) frames: 1/3 clearly inside the goal, 1/3 within
-    ``edge_band`` m of its edge, 1/3 outside (up to 0.2 m away); arm at a random home-ish pose.
+    Yield ``n`` (rgb, success, goal_dist) frames with ground truth.
+
+    A third lie clearly inside the goal, a third within ``edge_band`` m of its edge, a third
+    outside (up to 0.2 m away); the arm is at its (slightly randomised) home pose.
     """
     rng = np.random.default_rng(seed)
     env = PushEnv(render_size=(size, size))
