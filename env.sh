@@ -14,4 +14,6 @@ source "$_dsrl_root/install/setup.bash"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 export MUJOCO_GL="${MUJOCO_GL:-egl}"
 export DSRL_ROOT="$_dsrl_root"
+# `dsrl` (bringup CLI) is installed ros2-run style in lib/dsrl; make it runnable by name.
+case ":$PATH:" in *":$_dsrl_root/install/dsrl/lib/dsrl:"*) ;; *) export PATH="$_dsrl_root/install/dsrl/lib/dsrl:$PATH" ;; esac
 unset _dsrl_root

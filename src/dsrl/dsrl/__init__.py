@@ -1,0 +1,1 @@
+"""Bringup of DSRL: the node graph and the `dsrl` command."""

@@ -1,0 +1,139 @@
+"""Parameter schema of the learner node (``config/dsrl.yaml``, block ``learner_node``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from dsrl_core.params import check_choice, check_range, ParamError
+from dsrl_core.rl.na import NAConfig
+from dsrl_core.rl.sac import SACConfig
+
+ALGORITHMS = ('dsrl_sac', 'dsrl_na')
+
+
+@dataclasses.dataclass
+class LearnerNodeParams:
+    """Every parameter of the learner node; the node declares its ROS parameters from it."""
+
+    # Learning algorithm: 'dsrl_sac' (SAC on the noise) or 'dsrl_na' (noise aliasing).
+    algorithm: str = 'dsrl_sac'
+    # Base-policy factory 'package.module:function' (gives obs_dim, chunk shape; NA calls it).
+    policy_plugin: str = 'dsrl_core.policy.diffusion:load_policy'
+    # Base-policy checkpoint passed to the factory as path=...; empty = the factory's default.
+    policy_path: str = ''
+    # Robot ids whose transitions are accepted; '*' accepts any non-empty id.
+    robot_ids: tuple[str, ...] = ('*',)
+    # Hidden widths of the actor and critic MLPs.
+    hidden: tuple[int, ...] = (128, 128, 128)
+    # Transitions per gradient step.
+    batch_size: int = 256
+    # Gradient updates per arriving transition (update-to-data ratio).
+    utd_ratio: int = 20
+    # Transitions in the replay buffer before the first update.
+    warmup_transitions: int = 100
+    # Replay buffer capacity in transitions (the oldest are overwritten).
+    buffer_capacity: int = 200000
+    # Adam learning rate of actor, critics and temperature.
+    lr: float = 0.0003
+    # Discount per chunk transition.
+    gamma: float = 0.99
+    # Polyak rate of the target critics.
+    tau: float = 0.005
+    # Initial entropy temperature.
+    init_alpha: float = 1.0
+    # Target entropy of the noise actor.
+    target_entropy: float = 0.0
+    # The actor's noise lies in [-action_magnitude, action_magnitude].
+    action_magnitude: float = 1.5
+    # DSRL-NA only: noise-critic distillation steps per update.
+    n_distill: int = 1
+    # Seed of the networks, the updates and the batch sampling.
+    seed: int = 0
+    # Publish signed actor weights every this many updates.
+    publish_every: int = 50
+    # File holding the HMAC key of the weights; empty = $DSRL_WEIGHTS_KEY_FILE, $DSRL_WEIGHTS_KEY.
+    key_file: str = ''
+    # Sim mode: without a key, generate one for this run (written to key_file or the data dir).
+    sim: bool = True
+    # Root of the learner's data; empty = $DSRL_DATA, else ./runs/dsrl.
+    data_dir: str = ''
+    # Checkpoint directory; empty = <data_dir>/checkpoints.
+    checkpoint_dir: str = ''
+    # TensorBoard directory; empty = <data_dir>/logs/tensorboard/learner.
+    tensorboard_dir: str = ''
+    # Seconds between periodic checkpoints (0 = only on request and at exit).
+    checkpoint_every_s: float = 300.0
+    # Checkpoints kept in checkpoint_dir (older ones are deleted).
+    keep_checkpoints: int = 2
+    # Resume from the newest checkpoint in checkpoint_dir at start.
+    resume: bool = True
+    # Write a checkpoint when the node shuts down cleanly.
+    checkpoint_on_exit: bool = True
+    # Updates between TensorBoard loss scalars (means over those updates).
+    log_every: int = 50
+    # Seconds between rate scalars (updates/s, transitions/s, buffer size) and a log line.
+    stats_period_s: float = 5.0
+    # Episodes in the moving window of the success rate.
+    success_window: int = 20
+    # torch threads of the training thread (the CPU is shared with the other nodes).
+    torch_threads: int = 1
+    # Torch device of the networks ('cpu', 'cuda', 'cuda:1').
+    device: str = 'cpu'
+    # Topic of the incoming transitions (dsrl_msgs/Transition).
+    transitions_topic: str = '/dsrl/transitions'
+    # Topic of the published weights (dsrl_msgs/ActorWeights, transient-local depth 1).
+    weights_topic: str = '/dsrl/actor_weights'
+    # Topic of the episode status (dsrl_msgs/EpisodeStatus) for episode statistics.
+    episode_status_topic: str = 'episode_status'
+    # Depth of the reliable transitions subscription queue.
+    transition_queue_depth: int = 1000
+
+    def __post_init__(self) -> None:
+        check_choice('algorithm', self.algorithm, ALGORITHMS)
+        if ':' not in self.policy_plugin:
+            raise ParamError("policy_plugin must look like 'package.module:factory', got "
+                             f'{self.policy_plugin!r}')
+        if not self.robot_ids or any(not r for r in self.robot_ids):
+            raise ParamError(f"robot_ids must list non-empty ids (or '*'), got {self.robot_ids}")
+        for name in ('batch_size', 'utd_ratio', 'buffer_capacity', 'publish_every', 'log_every',
+                     'success_window', 'torch_threads', 'keep_checkpoints',
+                     'transition_queue_depth'):
+            check_range(name, getattr(self, name), 1)
+        check_range('warmup_transitions', self.warmup_transitions, 1, self.buffer_capacity)
+        check_range('n_distill', self.n_distill, 0)
+        check_range('checkpoint_every_s', self.checkpoint_every_s, 0.0)
+        if self.stats_period_s <= 0:
+            raise ParamError(f'stats_period_s must be positive, got {self.stats_period_s}')
+        for topic in ('transitions_topic', 'weights_topic', 'episode_status_topic'):
+            if not getattr(self, topic):
+                raise ParamError(f'{topic} must not be empty')
+        try:
+            self.algo_config()
+        except ValueError as exc:
+            raise ParamError(str(exc)) from exc
+
+    def accepts_robot(self, robot_id: str) -> bool:
+        """Return whether transitions of ``robot_id`` are accepted."""
+        return bool(robot_id) and ('*' in self.robot_ids or robot_id in self.robot_ids)
+
+    def algo_config(self) -> SACConfig:
+        """Return the SACConfig (dsrl_sac) or NAConfig (dsrl_na) of these parameters."""
+        common = {'hidden': self.hidden, 'batch_size': self.batch_size,
+                  'utd_ratio': self.utd_ratio, 'lr': self.lr, 'gamma': self.gamma,
+                  'tau': self.tau, 'init_alpha': self.init_alpha,
+                  'target_entropy': self.target_entropy,
+                  'action_magnitude': self.action_magnitude, 'seed': self.seed}
+        if self.algorithm == 'dsrl_na':
+            return NAConfig(n_distill=self.n_distill, **common)
+        return SACConfig(**common)
+
+    def resolved_dirs(self, environ: dict | None = None) -> tuple[str, str, str]:
+        """Return absolute ``(data_dir, checkpoint_dir, tensorboard_dir)`` after the defaults."""
+        env = os.environ if environ is None else environ
+        data = self.data_dir or env.get('DSRL_DATA') or os.path.join('runs', 'dsrl')
+        data = os.path.abspath(os.path.expanduser(data))
+        ckpt = self.checkpoint_dir or os.path.join(data, 'checkpoints')
+        tb = self.tensorboard_dir or os.path.join(data, 'logs', 'tensorboard', 'learner')
+        return (data, os.path.abspath(os.path.expanduser(ckpt)),
+                os.path.abspath(os.path.expanduser(tb)))

@@ -1,0 +1,214 @@
+"""Learner core: params schema, weights key, transition checks, UTD accounting, checkpoints."""
+
+import json
+import os
+import pathlib
+
+from dsrl_core.params import from_param_dict, param_names, ParamError
+from dsrl_core.policy.base import load_plugin, PolicyMeta
+from dsrl_core.rl import checkpoint as ck
+from dsrl_core.rl import DSRLSAC, ReplayBuffer, SACConfig
+from dsrl_core.rl.keys import resolve_key, WeightsKeyError
+from dsrl_core.rl.learner_params import LearnerNodeParams
+from dsrl_core.rl.trainer import (
+    build_algorithm,
+    check_transition,
+    EpisodeStats,
+    Trainer,
+    Transition,
+    TransitionRejected,
+)
+import numpy as np
+import pytest
+import torch
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+META = PolicyMeta(obs_dim=8, act_dim=3, horizon=4, action_low=(-1.6, -2.4, -2.4),
+                  action_high=(1.6, 2.4, 2.4), control_hz=10.0)
+SMALL = {'hidden': (32, 32), 'batch_size': 16, 'utd_ratio': 2, 'warmup_transitions': 5}
+
+torch.set_num_threads(1)
+
+
+def transition(**kw):
+    t = {'robot_id': 'arm0', 'episode_id': 1, 'obs': np.zeros(8), 'next_obs': np.ones(8),
+         'noise': np.zeros(12), 'action': np.zeros(12), 'reward': -1.0, 'terminated': False,
+         'truncated': False, 'actor_version': 0, 'obs_dim': 8, 'chunk_length': 4,
+         'action_dim': 3, 'executed_steps': 4}
+    t.update(kw)
+    return Transition(**t)
+
+
+def fill(trainer, n, seed=0):
+    rng = np.random.default_rng(seed)
+    p = LearnerNodeParams()
+    for i in range(n):
+        arrays = check_transition(transition(obs=rng.normal(size=8), next_obs=rng.normal(size=8),
+                                             noise=rng.normal(size=12), reward=-float(i % 3)),
+                                  8, (4, 3), p.accepts_robot)
+        trainer.add('arm0', arrays)
+
+
+def make_trainer(params=None, capacity=1000):
+    p = params or LearnerNodeParams(**SMALL)
+    algo = DSRLSAC(META, config=p.algo_config())
+    buf = ReplayBuffer(8, (4, 3), (4, 3), capacity)
+    return Trainer(algo, buf, p.utd_ratio, p.warmup_transitions, p.batch_size, p.seed)
+
+
+def test_yaml_block_equals_schema():
+    doc = yaml.safe_load((ROOT / 'config' / 'dsrl.yaml').read_text())
+    block = doc['learner_node']['ros__parameters']
+    assert sorted(block) == sorted(param_names(LearnerNodeParams))
+    assert from_param_dict(LearnerNodeParams, block, partial=False) == LearnerNodeParams()
+
+
+@pytest.mark.parametrize('bad, match', [
+    ({'algorithm': 'ppo'}, "algorithm must be one of \\('dsrl_sac', 'dsrl_na'\\)"),
+    ({'utd_ratio': 0}, 'utd_ratio must be in'),
+    ({'warmup_transitions': 10, 'buffer_capacity': 5}, 'warmup_transitions must be in'),
+    ({'robot_ids': ['']}, 'robot_ids must list non-empty ids'),
+    ({'hidden': []}, 'hidden must be a non-empty list'),
+    ({'policy_plugin': 'nocolon'}, 'policy_plugin must look like'),
+])
+def test_params_reject_bad_values(bad, match):
+    with pytest.raises(ParamError, match=match):
+        from_param_dict(LearnerNodeParams, bad)
+
+
+def test_params_dirs_and_robots(tmp_path):
+    p = LearnerNodeParams(robot_ids=('arm0', 'arm1'))
+    assert p.accepts_robot('arm1') and not p.accepts_robot('arm2') and not p.accepts_robot('')
+    data, ckpt, tb = p.resolved_dirs({'DSRL_DATA': str(tmp_path)})
+    assert (data, ckpt, tb) == (str(tmp_path), str(tmp_path / 'checkpoints'),
+                                str(tmp_path / 'logs' / 'tensorboard' / 'learner'))
+
+
+def test_key_resolution(tmp_path):
+    good = tmp_path / 'k'
+    good.write_text('0123456789abcdef0123\n')
+    assert resolve_key(str(good), False, '', {})[0] == b'0123456789abcdef0123'
+    assert resolve_key('', False, '', {'DSRL_WEIGHTS_KEY_FILE': str(good)})[0] == \
+        b'0123456789abcdef0123'
+    assert resolve_key('', False, '', {'DSRL_WEIGHTS_KEY': 'x' * 20})[0] == b'x' * 20
+    with pytest.raises(WeightsKeyError, match='only sim mode may generate'):
+        resolve_key('', False, str(tmp_path / 'gen'), {})
+    with pytest.raises(WeightsKeyError, match='cannot read weights key file'):
+        resolve_key(str(tmp_path / 'absent'), False, '', {})
+    (tmp_path / 'short').write_text('abc')
+    with pytest.raises(WeightsKeyError, match='3 bytes'):
+        resolve_key(str(tmp_path / 'short'), True, '', {})
+    # sim: a named but missing file is created, then reused; without a name the default is used
+    key, where = resolve_key(str(tmp_path / 'run' / 'sim.key'), True, '', {})
+    assert len(key) == 64 and 'generated' in where
+    assert os.stat(tmp_path / 'run' / 'sim.key').st_mode & 0o777 == 0o600
+    assert resolve_key(str(tmp_path / 'run' / 'sim.key'), True, '', {})[0] == key
+    other, _ = resolve_key('', True, str(tmp_path / 'default.key'), {})
+    assert other != key and (tmp_path / 'default.key').read_bytes().strip() == other
+
+
+@pytest.mark.parametrize('kw, match', [
+    ({'obs': np.zeros(7)}, 'obs has 7 values, expected 8'),
+    ({'noise': np.zeros(11)}, 'noise has 11 values, expected 12'),
+    ({'action': np.r_[np.zeros(11), np.nan]}, 'action holds NaN'),
+    ({'next_obs': np.r_[np.zeros(7), np.inf]}, 'next_obs holds NaN'),
+    ({'reward': float('nan')}, 'reward is not finite'),
+    ({'obs_dim': 9}, 'declared obs_dim/chunk_length/action_dim 9/4/3'),
+    ({'robot_id': ''}, "robot_id '' is not accepted"),
+    ({'executed_steps': 5}, 'executed_steps 5 not in'),
+])
+def test_check_transition_rejects(kw, match):
+    with pytest.raises(TransitionRejected, match=match):
+        check_transition(transition(**kw), 8, (4, 3), LearnerNodeParams().accepts_robot)
+
+
+def test_check_transition_accepts_and_reshapes():
+    out = check_transition(transition(noise=np.arange(12.0)), 8, (4, 3),
+                           LearnerNodeParams().accepts_robot)
+    assert out['noise'].shape == (4, 3) and out['noise'][1, 0] == 3.0
+    assert out['obs'].dtype == np.float32
+
+
+def test_utd_accounting_warmup_and_idle():
+    tr = make_trainer()
+    fill(tr, 4)
+    assert tr.updates_due() == 0 and tr.train(100) == []  # before warm-up
+    fill(tr, 1)
+    assert tr.updates_due() == 2
+    assert len(tr.train(100)) == 2 and tr.num_updates == 2
+    assert tr.updates_due() == 0 and tr.train(100) == []  # idle without new data
+    fill(tr, 3)
+    assert tr.updates_due() == 6 and len(tr.train(4)) == 4 and tr.updates_due() == 2
+    stats = tr.train(10)
+    assert len(stats) == 2 and {'critic_loss', 'actor_loss', 'alpha', 'q_mean'} <= set(stats[0])
+
+
+def test_flatten_roundtrip_keeps_types():
+    state = {'a': torch.arange(3), 0: {'b': (1, 2.5, None, 'x')}, 'l': [torch.ones(2, 2), True]}
+    tensors = {}
+    tree = ck.flatten_state(state, tensors)
+    back = ck.unflatten_state(json.loads(json.dumps(tree)), tensors)
+    assert back[0]['b'] == (1, 2.5, None, 'x') and isinstance(back[0]['b'], tuple)
+    assert torch.equal(back['a'], state['a']) and back['l'][1] is True
+    with pytest.raises(TypeError, match='without pickle'):
+        ck.flatten_state({'f': object()}, {})
+
+
+@pytest.mark.parametrize('algorithm', ['dsrl_sac', 'dsrl_na'])
+def test_checkpoint_resume_is_exact(tmp_path, algorithm):
+    p = LearnerNodeParams(algorithm=algorithm, **SMALL)
+    base = load_plugin(p.policy_plugin)
+
+    def make():
+        algo = build_algorithm(p, base)
+        return Trainer(algo, ReplayBuffer(8, (4, 3), (4, 3), 100), p.utd_ratio,
+                       p.warmup_transitions, p.batch_size, p.seed)
+
+    a = make()
+    fill(a, 8)
+    a.train(6)
+    path = ck.write_checkpoint(str(tmp_path), a.algorithm, a.buffer, a.info())
+    b = make()
+    info = ck.read_checkpoint(ck.latest_checkpoint(str(tmp_path)), b.algorithm, b.buffer)
+    b.restore_info(info)
+    assert info['num_updates'] == 6 == b.num_updates and len(b.buffer) == 8
+    assert b.buffer.total_added == 8 and b.updates_due() == a.updates_due()
+    sa, sb = a.train(2), b.train(2)
+    assert sa == sb  # bit-identical continuation (weights, Adam, generators, batch sampling)
+    assert os.path.basename(path).startswith('ckpt-0000000006-')
+
+
+def test_checkpoint_rotation_and_damage(tmp_path):
+    tr = make_trainer()
+    fill(tr, 6)
+    paths = []
+    for _ in range(3):
+        tr.train(1)
+        paths.append(ck.write_checkpoint(str(tmp_path), tr.algorithm, tr.buffer, tr.info(),
+                                         keep=2))
+    assert ck.list_checkpoints(str(tmp_path)) == [os.path.basename(x) for x in paths[1:]]
+    assert ck.latest_checkpoint(str(tmp_path)) == paths[2]
+    (tmp_path / '.tmp-crashed').mkdir()  # a half-written checkpoint is never picked
+    assert ck.latest_checkpoint(str(tmp_path)) == paths[2]
+    with open(os.path.join(paths[2], 'algorithm.safetensors'), 'r+b') as fh:
+        fh.write(b'garbage!')
+    with pytest.raises(ck.CheckpointError, match='cannot read algorithm state'):
+        ck.read_checkpoint(paths[2], make_trainer().algorithm, make_trainer().buffer)
+    bigger = DSRLSAC(META, config=SACConfig(hidden=(64, 64)))
+    with pytest.raises(ck.CheckpointError, match='does not fit this learner'):
+        ck.read_checkpoint(paths[1], bigger, make_trainer().buffer)
+    assert ck.latest_checkpoint(str(tmp_path / 'none')) is None
+
+
+def test_episode_stats():
+    st = EpisodeStats(window=3)
+    assert np.isnan(st.success_rate())
+    assert st.episode_end('arm0', 1, True, -3.0)
+    assert not st.episode_end('arm0', 1, True, -3.0)  # repeated status of the same episode
+    for i, ok in enumerate([False, False, True], start=2):
+        st.episode_end('arm1' if i == 4 else 'arm0', i, ok, -5.0)
+    assert st.success_rate() == pytest.approx(1 / 3) and st.finished == 4
+    assert st.success_rate('arm0') == pytest.approx(1 / 3) and st.success_rate('arm1') == 1.0
+    assert st.transition('arm0', 7, -1.0, False) is None
+    assert st.transition('arm0', 7, -2.0, True) == -3.0

@@ -1,0 +1,1 @@
+"""Learner node of DSRL."""
