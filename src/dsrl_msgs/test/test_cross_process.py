@@ -34,7 +34,7 @@ def test_message_definitions_document_every_field():
     """Each .msg/.srv opens with a comment block naming every field it declares."""
     root = pathlib.Path(__file__).resolve().parents[1]
     files = sorted(root.glob('msg/*.msg')) + sorted(root.glob('srv/*.srv'))
-    assert len(files) == 7
+    assert len(files) == 8
     for path in files:
         lines = path.read_text().splitlines()
         comments = ' '.join(ln for ln in lines if ln.startswith('#'))

@@ -6,12 +6,18 @@ runs READY -> RUNNING -> SUCCESS/TIMEOUT/ABORTED -> RESETTING -> READY. Paramete
 ``RewardNodeParams`` schema (``config/dsrl.yaml``, block ``reward_node``).
 
 Topics: subscribes the image topic (sensor-data QoS) unless ``image_source`` is ``realsense``, and
-``joint_states_topic``; publishes ``reward`` (std_msgs/Float32, one per control step while
-RUNNING), ``success_detection`` (dsrl_msgs/SuccessDetection, per frame), ``debug_image``
-(sensor_msgs/Image rgb8, when subscribed), ``episode_status`` (reliable, transient-local, depth 1;
-on every change and every ``status_period_s``), and the home path on ``controller_topic``.
+``joint_states_topic``; publishes ``reward`` (dsrl_msgs/StepReward, one per control step while
+RUNNING, stamped with the camera image scored for that step), ``success_detection``
+(dsrl_msgs/SuccessDetection, per frame), ``debug_image`` (sensor_msgs/Image rgb8, when
+subscribed), ``episode_status`` (reliable, transient-local, depth 1; on every change and every
+``status_period_s``), and the home path on ``controller_topic``.
 Services: ``episode_command`` (dsrl_msgs/EpisodeCommand), ``human_label`` (dsrl_msgs/HumanLabel);
 client of ``sim_reset_service`` (std_srvs/Trigger) when ``sim`` is true.
+
+Steps: in real time (``use_sim_time`` false) a control-rate timer runs one step with the newest
+scored frame. On sim time (the simulated arm in lockstep, one frame per simulated step) every newly
+stamped frame is one step, scored before its reward is published, so the reward stamped t always
+describes the frame (and the sim state) stamped t.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Optional
 from dsrl_core.detect.camera import CameraNotFoundError, FrameHealth, RealSenseSource
 from dsrl_core.detect.color import annotate, ColorDetector
 from dsrl_core.detect.reward_params import RewardNodeParams
-from dsrl_core.episode import EpisodeManager, Phase
+from dsrl_core.episode import EpisodeManager, Phase, TERMINAL
 from dsrl_core.images import fill_image_msg, ImageError, msg_to_rgb
 from dsrl_core.params import field_descriptions, from_param_dict, ParamError, to_param_dict
 from dsrl_core.teleop import interpolate_path
@@ -33,10 +39,10 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float32, Float64MultiArray
+from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from dsrl_msgs.msg import EpisodeStatus, SuccessDetection
+from dsrl_msgs.msg import EpisodeStatus, StepReward, SuccessDetection
 from dsrl_msgs.srv import EpisodeCommand, HumanLabel
 
 STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -78,8 +84,13 @@ class RewardNode(Node):
         self._reset_sent = -1e9
         self._home_queue: list[np.ndarray] = []
         self._home_started = False
+        # On sim time every new frame is one control step (see the module docstring).
+        self.frame_steps = bool(self.get_parameter('use_sim_time').value) and \
+            p.image_source == 'topic'
+        self._frame_header = None  # header of the newest scored frame
+        self._stepped_ns = -1  # stamp of the newest frame a step was run for
 
-        self.reward_pub = self.create_publisher(Float32, 'reward', 10)
+        self.reward_pub = self.create_publisher(StepReward, 'reward', 10)
         self.det_pub = self.create_publisher(SuccessDetection, 'success_detection', 10)
         self.debug_pub = self.create_publisher(Image, 'debug_image', qos_profile_sensor_data)
         self.status_pub = self.create_publisher(EpisodeStatus, 'episode_status', STATUS_QOS)
@@ -179,6 +190,11 @@ class RewardNode(Node):
         else:
             out.header.stamp = self.get_clock().now().to_msg()
             out.header.frame_id = 'camera_color_optical_frame'
+        self._frame_header = out.header
+        stamp_ns = out.header.stamp.sec * 1_000_000_000 + out.header.stamp.nanosec
+        if self.frame_steps and stamp_ns > self._stepped_ns:
+            self._stepped_ns = stamp_ns
+            self.run_step(stamp_ns * 1e-9)
         out.score, out.decision, out.method = float(det.score), det.decision, det.method
         out.object_visible, out.consecutive = det.object_visible, det.consecutive
         self.det_pub.publish(out)
@@ -210,14 +226,28 @@ class RewardNode(Node):
             self.log(healthy, text, error=True)
         if self.manager.phase == Phase.RUNNING and not healthy:
             self.manager.camera_lost(now)
-        reward = self.manager.step(now)
-        if reward is not None:
-            self.reward_pub.publish(Float32(data=float(reward)))
-        self.after_change()
+        if not self.frame_steps:
+            self.run_step(now)
         self.manager.tick(now, healthy)
         self.after_change()
         if self.manager.phase == Phase.RESETTING and self.manager.reset_stage == 'sim':
             self.drive_sim_reset(now)
+
+    def run_step(self, now: float) -> None:
+        """One episode step; while RUNNING publish its reward stamped with the newest frame."""
+        reward = self.manager.step(now)
+        if reward is not None:
+            msg = StepReward(episode_id=self.manager.episode_id, reward=float(reward))
+            if self._frame_header is not None:
+                msg.header = self._frame_header
+            else:
+                msg.header.stamp = self.get_clock().now().to_msg()
+            rec = self.manager.record
+            if self.manager.phase in TERMINAL and rec.end_time is not None:
+                msg.success = self.manager.phase == Phase.SUCCESS
+                msg.terminated, msg.truncated = bool(rec.terminated), bool(rec.truncated)
+            self.reward_pub.publish(msg)
+        self.after_change()
 
     def drive_sim_reset(self, now: float) -> None:
         """Call the sim reset service (retrying after a timeout) and advance when it answers."""

@@ -13,10 +13,10 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Float32, Float64MultiArray
+from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from dsrl_msgs.msg import EpisodeStatus, SuccessDetection
+from dsrl_msgs.msg import EpisodeStatus, StepReward, SuccessDetection
 from dsrl_msgs.srv import EpisodeCommand, HumanLabel
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -63,6 +63,7 @@ class Driver:
         n = self.node
         self.statuses, self.rewards, self.detections = [], [], []
         self.commands, self.debug = [], []
+        self.reward_msgs, self.image_stamps = [], set()
         self.resets = 0
         self.frame = None
         self.joints = None
@@ -70,7 +71,7 @@ class Driver:
         self.image_pub = n.create_publisher(Image, IMAGE_TOPIC, qos_profile_sensor_data)
         self.joint_pub = n.create_publisher(JointState, '/joint_states', 10)
         n.create_subscription(EpisodeStatus, 'episode_status', self.statuses.append, STATUS_QOS)
-        n.create_subscription(Float32, 'reward', lambda m: self.rewards.append(m.data), 10)
+        n.create_subscription(StepReward, 'reward', self.on_reward, 10)
         n.create_subscription(SuccessDetection, 'success_detection', self.detections.append, 10)
         n.create_subscription(Image, 'debug_image', self.debug.append, qos_profile_sensor_data)
         n.create_subscription(Float64MultiArray, CMD_TOPIC, self.on_command, 10)
@@ -85,6 +86,10 @@ class Driver:
         res.success, res.message = True, f'reset {self.resets}'
         return res
 
+    def on_reward(self, msg):
+        self.reward_msgs.append(msg)
+        self.rewards.append(msg.reward)
+
     def on_command(self, msg):
         self.commands.append((time.monotonic(), np.array(msg.data)))
         if self.echo_commands:  # a position controller that follows its commands
@@ -95,6 +100,7 @@ class Driver:
             msg = fill_image_msg(Image(), self.frame, 'rgb8')
             msg.header.stamp = self.node.get_clock().now().to_msg()
             msg.header.frame_id = 'camera'
+            self.image_stamps.add((msg.header.stamp.sec, msg.header.stamp.nanosec))
             self.image_pub.publish(msg)
         if self.joints is not None:
             self.joint_pub.publish(JointState(name=['joint1', 'joint2', 'joint3'],

@@ -44,6 +44,13 @@ def test_detector_success_reward_and_sim_reset(run, frames):
         or S.PHASE_RESETTING in phases
     assert d.rewards[-1] == 0.0 and set(d.rewards[:-1]) == {-1.0} and len(d.rewards) >= 4
     assert st.episode_return == pytest.approx(sum(d.rewards))
+    # every reward is stamped with a frame the driver published, in order, for episode 1
+    stamps = [(m.header.stamp.sec, m.header.stamp.nanosec) for m in d.reward_msgs]
+    assert set(stamps) <= d.image_stamps and stamps == sorted(stamps)
+    assert all(m.header.frame_id == 'camera' and m.episode_id == 1 for m in d.reward_msgs)
+    last = d.reward_msgs[-1]
+    assert last.success and last.terminated and not last.truncated
+    assert not any(m.success or m.terminated or m.truncated for m in d.reward_msgs[:-1])
     dec = [m for m in d.detections if m.decision]
     assert dec and dec[0].consecutive == 3 and dec[0].method == 'color'
     assert all(m.object_visible for m in d.detections)
@@ -58,6 +65,7 @@ def test_timeout_human_label_bad_frames_camera_loss(run, frames):
     assert d.command(C.Request.COMMAND_START).accepted
     st = d.wait_phase(S.PHASE_TIMEOUT, reason='time_limit')
     assert not st.success and 9 <= st.length <= 12
+    assert d.reward_msgs[-1].truncated and not d.reward_msgs[-1].terminated
     d.wait_phase(S.PHASE_READY)
     # human label overrides the detector (the puck is outside)
     assert not d.call(d.label_client, HumanLabel.Request(success=True)).accepted  # reset

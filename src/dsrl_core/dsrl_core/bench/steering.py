@@ -67,6 +67,8 @@ class BenchConfig:
     action_magnitude: float = 1.5
     # Initial SAC temperature.
     init_alpha: float = 1.0
+    # Discount per chunk transition.
+    gamma: float = 0.99
     # torch CPU threads.
     threads: int = 2
 
@@ -82,7 +84,7 @@ def _unit_to_chunk(a: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarr
 def make_agent(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int):
     """Build the learner of ``method``."""
     common = {'hidden': cfg.hidden, 'batch_size': cfg.batch_size, 'seed': seed,
-              'init_alpha': cfg.init_alpha}
+              'init_alpha': cfg.init_alpha, 'gamma': cfg.gamma}
     if method == 'dsrl_sac':
         return DSRLSAC(policy.meta, config=SACConfig(
             utd_ratio=cfg.utd, action_magnitude=cfg.action_magnitude, **common))
@@ -114,14 +116,21 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
     buf = ReplayBuffer(meta.obs_dim, meta.noise_shape, meta.noise_shape, capacity=200_000)
     env = PushEnv()
 
-    def chunk_fn(obs: np.ndarray) -> np.ndarray:
-        a = agent.act(obs, deterministic=True)
+    def chunk_fn(obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        a = agent.act(obs, deterministic=deterministic)
         if method == 'sac_action':
             return _unit_to_chunk(a.reshape(-1, *meta.noise_shape), low, high)
         noise = torch.from_numpy(np.asarray(a, dtype=np.float32).reshape(-1, *meta.noise_shape))
         return policy.sample(torch.from_numpy(obs), noise).numpy()
 
-    curve = [(0, evaluate_chunks(chunk_fn, cfg.eval_episodes, EVAL_SEED).success_rate)]
+    def evaluate_both(ep: int) -> None:
+        curve.append((ep, evaluate_chunks(chunk_fn, cfg.eval_episodes, EVAL_SEED).success_rate))
+        stochastic.append((ep, evaluate_chunks(lambda o: chunk_fn(o, False), cfg.eval_episodes,
+                                               EVAL_SEED).success_rate))
+
+    curve: list[tuple[int, float]] = []
+    stochastic: list[tuple[int, float]] = []
+    evaluate_both(0)
     updates, update_time, successes = 0, 0.0, []
     bar = tqdm(range(1, cfg.episodes + 1), desc=f'{method} seed {seed}', disable=not progress,
                mininterval=2.0)
@@ -162,14 +171,15 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
                 updates += utd
         successes.append(success)
         if ep % cfg.eval_every == 0:
-            curve.append((ep, evaluate_chunks(chunk_fn, cfg.eval_episodes, EVAL_SEED)
-                          .success_rate))
-            bar.set_postfix(eval=f'{curve[-1][1]:.2f}', train10=f'{np.mean(successes[-10:]):.1f}',
+            evaluate_both(ep)
+            bar.set_postfix(eval=f'{curve[-1][1]:.2f}', stoch=f'{stochastic[-1][1]:.2f}',
+                            train10=f'{np.mean(successes[-10:]):.1f}',
                             ups=f'{updates / max(update_time, 1e-9):.0f}',
                             alpha=f'{stats["alpha"]:.3f}' if updates else '-')
     env.close()
-    return {'method': method, 'seed': seed, 'curve': curve, 'seconds': time.time() - t_start,
-            'updates': updates, 'updates_per_s': updates / max(update_time, 1e-9),
+    return {'method': method, 'seed': seed, 'curve': curve, 'curve_stochastic': stochastic,
+            'seconds': time.time() - t_start, 'updates': updates,
+            'updates_per_s': updates / max(update_time, 1e-9),
             'train_success': [bool(s) for s in successes]}
 
 
@@ -184,16 +194,24 @@ def report(results: list[dict], out: pathlib.Path) -> str:
     (out / 'results.json').write_text(json.dumps(results, indent=1))
     methods = [m for m in METHODS if any(r['method'] == m for r in results)]
     points = sorted({ep for r in results for ep, _ in r['curve']})
-    mean = {m: {ep: float(np.mean([dict(r['curve'])[ep] for r in results if r['method'] == m]))
-                for ep in points} for m in methods}
+    # One series per method (deterministic actor) plus '<method>~' (stochastic actor).
+    series: dict[str, list[list[tuple[int, float]]]] = {}
+    for m in methods:
+        runs = [r for r in results if r['method'] == m]
+        series[m] = [r['curve'] for r in runs]
+        if all('curve_stochastic' in r for r in runs):
+            series[m + '~'] = [r['curve_stochastic'] for r in runs]
+    mean = {name: {ep: float(np.mean([dict(c)[ep] for c in curves])) for ep in points}
+            for name, curves in series.items()}
     with open(out / 'results.csv', 'w', newline='') as f:
         w = csv.writer(f)
-        w.writerow(['episodes'] + methods)
+        w.writerow(['episodes'] + list(series))
         for ep in points:
-            w.writerow([ep] + [f'{mean[m][ep]:.3f}' for m in methods])
-    lines = ['episodes | ' + ' | '.join(f'{m:>10}' for m in methods)]
-    lines += [f'{ep:8d} | ' + ' | '.join(f'{mean[m][ep]:10.2f}' for m in methods)
+            w.writerow([ep] + [f'{mean[n][ep]:.3f}' for n in series])
+    lines = ['episodes | ' + ' | '.join(f'{n:>11}' for n in series)]
+    lines += [f'{ep:8d} | ' + ' | '.join(f'{mean[n][ep]:11.2f}' for n in series)
               for ep in points]
+    lines.append("('~' = the same actor sampled stochastically; plain = deterministic actor)")
     for m in methods:
         runs = [r for r in results if r['method'] == m]
         reach90 = [episodes_to_reach(r['curve'], 0.9) for r in runs]
@@ -208,11 +226,11 @@ def report(results: list[dict], out: pathlib.Path) -> str:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for m in methods:
-        runs = [r for r in results if r['method'] == m]
-        arr = np.array([[dict(r['curve'])[ep] for ep in points] for r in runs])
-        ax.plot(points, arr.mean(0), marker='o', label=f'{m} ({len(runs)} seed(s))')
-        if len(runs) > 1:
+    for name, curves in series.items():
+        arr = np.array([[dict(c)[ep] for ep in points] for c in curves])
+        ax.plot(points, arr.mean(0), marker='o', linestyle='--' if name.endswith('~') else '-',
+                label=f'{name} ({len(curves)} seed(s))')
+        if len(curves) > 1:
             ax.fill_between(points, arr.min(0), arr.max(0), alpha=0.15)
     ax.set_xlabel('online episodes')
     ax.set_ylabel(f'success rate ({results[0].get("eval_episodes", 50)} fixed-seed episodes)')
@@ -242,13 +260,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--hidden', type=int, nargs='+', default=list(d.hidden))
     p.add_argument('--batch-size', type=int, default=d.batch_size)
     p.add_argument('--init-alpha', type=float, default=d.init_alpha)
+    p.add_argument('--gamma', type=float, default=d.gamma, help='discount per chunk')
+    p.add_argument('--magnitude', type=float, default=d.action_magnitude,
+                   help='noise bound of the DSRL actors')
     p.add_argument('--threads', type=int, default=d.threads)
     p.add_argument('--out', default='runs/steering')
     a = p.parse_args(argv)
     cfg = BenchConfig(episodes=a.episodes, eval_every=a.eval_every, eval_episodes=a.eval_episodes,
                       warmup=a.warmup, utd=a.utd, utd_na=a.utd_na, hidden=tuple(a.hidden),
                       batch_size=a.batch_size, threads=a.threads,
-                      init_alpha=a.init_alpha)
+                      init_alpha=a.init_alpha, action_magnitude=a.magnitude,
+                      gamma=a.gamma)
     torch.set_num_threads(cfg.threads)
     policy = DiffusionPolicy.load(a.checkpoint)
     before = [p_.detach().clone() for p_ in policy.parameters()]

@@ -1,0 +1,1 @@
+"""Policy node of DSRL."""

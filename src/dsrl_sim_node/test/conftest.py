@@ -1,0 +1,28 @@
+"""Fixtures: start DSRL node processes for a test and check their logs when it ends."""
+
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from rosproc import start_node, stop  # noqa: E402
+
+
+@pytest.fixture
+def nodes(ros_env, tmp_path):
+    """Start nodes with ``nodes(name, module, **params)``; at the end stop them, check logs."""
+    started = []
+
+    def launch(name, module, **params):
+        proc, log = start_node(ros_env, tmp_path / f'{name}.log', module, **params)
+        started.append((name, proc, log))
+        return proc, tmp_path / f'{name}.log'
+
+    yield launch
+    for name, proc, log in started:
+        rc = stop(proc)
+        log.close()
+        text = (tmp_path / f'{name}.log').read_text()
+        assert 'Traceback' not in text, f'{name}:\n{text}'
+        assert rc in (0, -2), f'{name} exited {rc}:\n{text}'
