@@ -112,6 +112,9 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     agent = make_agent(method, policy, cfg, seed)
+    # The learners see observations normalised with the base policy's demonstration statistics
+    # (raw joint velocities would otherwise drown the few centimetres of puck position).
+    agent.set_obs_normalizer(policy.obs_mean, policy.obs_std)
     utd = cfg.utd_na if method == 'dsrl_na' else cfg.utd
     buf = ReplayBuffer(meta.obs_dim, meta.noise_shape, meta.noise_shape, capacity=200_000)
     env = PushEnv()

@@ -188,7 +188,10 @@ class RealSenseSource:
         """Return True when a recording has played to its end and every frame was read."""
         if self._playback is None:
             return False
-        return (self._playback.current_status() == _rs().playback_status.stopped
+        # Before the first frame arrives the playback may still report 'stopped' (not started
+        # yet); only a playback that has delivered frames can have finished.
+        return (self.frames_read > 0
+                and self._playback.current_status() == _rs().playback_status.stopped
                 and self._frames.empty())
 
     def stop(self) -> None:

@@ -244,6 +244,17 @@ class DSRLNA:
         w = actor_act(self.actor, obs, deterministic, self._act_gen, self.device)
         return w.reshape(w.shape[:-1] + self.noise_shape)
 
+    def set_obs_normalizer(self, mean: Any, std: Any) -> None:
+        """
+        Normalise observations as ``(obs - mean) / std`` inside every network from now on.
+
+        Call it once before training (e.g. with the base policy's demonstration statistics, or
+        the replay buffer's at the first update); the statistics ship with the actor weights.
+        """
+        for module in (self.actor, self.q_action, self.q_action_target, self.q_noise):
+            module.obs_norm.set(torch.as_tensor(mean, dtype=torch.float32),
+                                torch.as_tensor(std, dtype=torch.float32))
+
     def actor_state_dict(self) -> dict[str, torch.Tensor]:
         """Return a detached CPU copy of the noise actor's weights."""
         return {k: v.detach().cpu().clone() for k, v in self.actor.state_dict().items()}

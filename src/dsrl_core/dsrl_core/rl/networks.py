@@ -34,6 +34,30 @@ def mlp(in_dim: int, out_dim: int, hidden: Sequence[int] = (256, 256, 256),
     return nn.Sequential(*layers)
 
 
+class ObsNormalizer(nn.Module):
+    """
+    Fixed affine observation normaliser ``(obs - mean) / std`` stored as buffers.
+
+    It travels inside the state dict (so the policy node's actor normalises exactly as the
+    learner's); identity until :meth:`set` is called.
+    """
+
+    def __init__(self, obs_dim: int) -> None:
+        super().__init__()
+        self.register_buffer('obs_mean', torch.zeros(obs_dim))
+        self.register_buffer('obs_std', torch.ones(obs_dim))
+
+    @torch.no_grad()
+    def set(self, mean: torch.Tensor, std: torch.Tensor, min_std: float = 1e-3) -> None:
+        """Set the statistics; ``std`` is clamped below at ``min_std``."""
+        self.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(min_std))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalise a batch of observations."""
+        return (obs - self.obs_mean) / self.obs_std
+
+
 class CriticEnsemble(nn.Module):
     """
     ``n`` independent Q(s, a) MLPs evaluated together with one batched matmul per layer.
@@ -50,6 +74,7 @@ class CriticEnsemble(nn.Module):
         self.obs_dim, self.act_dim, self.n = obs_dim, act_dim, n
         self.hidden = tuple(int(h) for h in hidden)
         self.layer_norm = layer_norm
+        self.obs_norm = ObsNormalizer(obs_dim)
         dims = (obs_dim + act_dim,) + self.hidden + (1,)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -68,7 +93,7 @@ class CriticEnsemble(nn.Module):
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Return the Q-values of every member, shape ``[n, B]``."""
-        x = torch.cat((obs, act), dim=-1)
+        x = torch.cat((self.obs_norm(obs), act), dim=-1)
         h = x.unsqueeze(0).expand(self.n, -1, -1)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -83,7 +108,7 @@ class CriticEnsemble(nn.Module):
 
     @torch.no_grad()
     def member(self, i: int) -> nn.Sequential:
-        """Return an independent ``mlp`` holding a copy of member ``i``'s weights."""
+        """Return an independent ``mlp`` holding a copy of member ``i``'s weights (raw obs in)."""
         net = mlp(self.obs_dim + self.act_dim, 1, self.hidden, self.layer_norm)
         linears = [m for m in net if isinstance(m, nn.Linear)]
         norms = [m for m in net if isinstance(m, nn.LayerNorm)]
@@ -115,6 +140,7 @@ class TanhGaussianActor(nn.Module):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.magnitude = float(magnitude)
         self.log_std_min, self.log_std_max = float(log_std_min), float(log_std_max)
+        self.obs_norm = ObsNormalizer(obs_dim)
         self.net = mlp(obs_dim, 2 * act_dim, hidden, layer_norm)
         self._log_magnitude = math.log(self.magnitude)
 
@@ -126,7 +152,7 @@ class TanhGaussianActor(nn.Module):
 
         ``deterministic=True`` returns ``magnitude * tanh(mean)`` and the log-density there.
         """
-        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        mean, log_std = self.net(self.obs_norm(obs)).chunk(2, dim=-1)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
         if deterministic:
             eps = torch.zeros_like(mean)

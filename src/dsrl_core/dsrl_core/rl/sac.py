@@ -218,6 +218,17 @@ class SAC:
         """Return actions ``[act_dim]`` for one observation or ``[B, act_dim]`` for a batch."""
         return actor_act(self.actor, obs, deterministic, self._act_gen, self.device)
 
+    def set_obs_normalizer(self, mean: Any, std: Any) -> None:
+        """
+        Normalise observations as ``(obs - mean) / std`` inside every network from now on.
+
+        Call it once before training (e.g. with the base policy's demonstration statistics, or
+        the replay buffer's at the first update); the statistics ship with the actor weights.
+        """
+        for module in (self.actor, self.critic, self.critic_target):
+            module.obs_norm.set(torch.as_tensor(mean, dtype=torch.float32),
+                                torch.as_tensor(std, dtype=torch.float32))
+
     def actor_state_dict(self) -> dict[str, torch.Tensor]:
         """Return a detached CPU copy of the actor's weights (what the policy node needs)."""
         return {k: v.detach().cpu().clone() for k, v in self.actor.state_dict().items()}
