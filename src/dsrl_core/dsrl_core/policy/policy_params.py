@@ -41,7 +41,7 @@ class PolicyNodeParams:
     # An action more than this late (seconds after its due time) is dropped, not executed.
     stale_action_s: float = 0.05
     # Wall seconds to wait for the rewards of a finished chunk before publishing what arrived.
-    reward_timeout_s: float = 1.0
+    reward_timeout_s: float = 5.0
     # Hidden widths of the noise actor (must match the learner's).
     actor_hidden: tuple[int, ...] = (128, 128, 128)
     # LayerNorm in the noise actor (must match the learner's).
