@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # The main job on the built-in default (the simulated arm). Expects `source env.sh`.
+#   DSRL_DEMO_SECONDS  wall seconds of live ROS 2 training (default 300)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cat <<'TXT'
-== DSRL demo on the simulated arm ==
-NOTE: the ROS 2 runtime (policy / learner / reward / sim nodes, `dsrl bringup`) is not built yet.
-This demo runs what exists: the ROS-free core, in one process, on the MuJoCo push task:
-  1. the shipped BC diffusion policy with random noise (the baseline DSRL starts from);
-  2. DSRL-SAC steering that frozen policy's noise online, evaluated every 10 episodes.
-TXT
+SECONDS_LIVE="${DSRL_DEMO_SECONDS:-300}"
+mkdir -p runs/demo
+echo "== 1/2 The frozen BC diffusion policy with random noise (in-process, 100 seeded episodes) =="
 python -m dsrl_core.policy.evaluate --episodes 100 --strip runs/demo/bc_episode.png
-python -m dsrl_core.bench.steering --methods bc dsrl_sac --episodes "${DSRL_DEMO_EPISODES:-60}" \
-  --out runs/demo
-echo "Plot: runs/demo/steering.png   Table: runs/demo/table.txt"
+echo
+echo "== 2/2 Live DSRL over ROS 2 on the simulated arm (lockstep), ${SECONDS_LIVE} s =="
+echo "sim node + reward/episode node + policy node + learner node, each its own process, Fast DDS."
+echo "Summary lines come from the learner every few seconds; episode results from the reward node."
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-42}" ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+dsrl bringup --sim --lockstep --duration "$SECONDS_LIVE" 2>&1 \
+  | grep --line-buffered -E '\[learner_node\].*(buffer|checkpoint)|\[dsrl\]|ERROR|Traceback' || true
+echo
+echo "TensorBoard logs and checkpoints: runs/dsrl/  (tensorboard --logdir runs/dsrl --host 127.0.0.1)"
+echo "In-process steering benchmark (BC vs DSRL-SAC vs DSRL-NA vs action-space SAC):"
+echo "  python -m dsrl_core.bench.steering   (writes runs/steering/table.txt and steering.png)"

@@ -46,7 +46,8 @@ NODES = (
     NodeSpec('sim_node', 'dsrl_sim_node', 'sim_node', 'robot', sim_only=True,
              options=(('time_mode', 'time_mode'), ('controller_topic', 'command_topic'))),
     NodeSpec('reward_node', 'dsrl_reward_node', 'reward_node', 'robot',
-             options=(('sim', 'sim'), ('controller_topic', 'controller_topic'),
+             options=(('sim', 'sim'), ('sim_auto_start', 'auto_start'),
+                      ('controller_topic', 'controller_topic'),
                       ('joint_names', 'joint_names'), ('camera_source', 'image_source'))),
     NodeSpec('learner_node', 'dsrl_learner_node', 'learner_node', 'learner', uses_key=True,
              options=(('sim', 'sim'),)),
@@ -125,7 +126,10 @@ def make_options(sim: bool, use_sim_time: bool = False, lockstep: bool = False,
     if camera_source not in ('', 'topic', 'realsense'):
         raise ValueError(f"camera_source must be 'topic' or 'realsense', got {camera_source!r}")
     names = [n.strip() for n in joint_names.split(',') if n.strip()]
-    return {'sim': sim, 'use_sim_time': use_sim_time or lockstep,
+    # In simulation nobody resets the scene by hand: episodes start by themselves (None keeps
+    # the YAML value on a real robot, where a person starts them).
+    return {'sim': sim, 'sim_auto_start': True if sim else None,
+            'use_sim_time': use_sim_time or lockstep,
             'time_mode': 'lockstep' if lockstep else 'realtime',
             'controller_topic': controller_topic, 'joint_names': names,
             'camera_source': camera_source}

@@ -179,6 +179,8 @@ class LearnerNode(Node):
                 if n % every == 0:
                     self.publish_weights()
         except Exception as exc:  # surface it: the node must not train silently no more
+            if not self.context.ok():
+                return  # Ctrl-C shut the ROS context down under us: a clean stop, not a crash
             self.train_error = exc
             self.get_logger().error(f'training thread died: {type(exc).__name__}: {exc}')
             raise
