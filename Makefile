@@ -21,7 +21,7 @@ demo: setup
 	@$(ENV) bash scripts/demo.sh
 
 lint: setup
-	@$(ENV) ruff check .
+	@$(ENV) ruff check --no-cache .
 
 test: setup
 	@$(ENV) bash scripts/test.sh

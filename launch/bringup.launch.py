@@ -9,12 +9,12 @@ import os
 import time
 
 from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from dsrl import graph
-from launch import LaunchDescription
 
 
 def launch_setup(context, *args, **kwargs):

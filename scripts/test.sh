@@ -5,7 +5,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 echo "== lint (ruff, ament_flake8/pep257 rules) =="
-ruff check . || { echo "lint failed"; exit 1; }
+ruff check --no-cache . || { echo "lint failed"; exit 1; }
 echo "== pytest =="
 python -m pytest -p no:cacheprovider "$@"
 rc=$?
