@@ -33,8 +33,10 @@ def test_graph_selection_and_overrides():
     assert graph.overrides(by['sim_node'], opts) == {
         'use_sim_time': True, 'time_mode': 'lockstep', 'command_topic': '/c/commands'}
     assert graph.overrides(by['reward_node'], opts) == {
-        'use_sim_time': True, 'sim': True, 'controller_topic': '/c/commands',
+        'use_sim_time': True, 'sim': True, 'auto_start': True, 'controller_topic': '/c/commands',
         'joint_names': ['a', 'b'], 'image_source': 'realsense'}
+    # on a real robot a person starts episodes: the YAML's auto_start is left alone
+    assert 'auto_start' not in graph.overrides(by['reward_node'], graph.make_options(sim=False))
     assert graph.overrides(by['learner_node'], graph.make_options(sim=False)) == {
         'use_sim_time': False, 'sim': False}
     with pytest.raises(ValueError, match='lockstep needs the simulated arm'):
