@@ -154,3 +154,20 @@ def check_choice(name: str, value: str, choices: typing.Iterable[str]) -> None:
     choices = tuple(choices)
     if value not in choices:
         raise ParamError(f'{name} must be one of {choices}, got {value!r}')
+
+
+def declare_schema(node: Any, schema: type) -> Any:
+    """
+    Declare one ROS parameter per schema field on ``node``; return the validated schema.
+
+    Each parameter gets its schema default and the field's comment as its description; the
+    values the node ends up with (YAML, command line) are read back and checked by the schema.
+    ``node`` is an ``rclpy.node.Node``; the message import is local so that importing this
+    module never pulls in ROS.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+    descriptions = field_descriptions(schema)
+    for name, value in to_param_dict(schema()).items():
+        node.declare_parameter(name, value, ParameterDescriptor(description=descriptions[name]))
+    values = {name: node.get_parameter(name).value for name in descriptions}
+    return from_param_dict(schema, values)

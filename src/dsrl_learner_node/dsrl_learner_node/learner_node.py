@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Optional
 
-from dsrl_core.params import field_descriptions, from_param_dict, ParamError, to_param_dict
+from dsrl_core.params import declare_schema, ParamError
 from dsrl_core.policy.base import load_plugin
 from dsrl_core.rl import checkpoint as ck
 from dsrl_core.rl.buffer import ReplayBuffer
@@ -37,7 +37,6 @@ from dsrl_core.rl.trainer import (
     Trainer,
     TransitionRejected,
 )
-from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -54,14 +53,6 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 TERMINAL_PHASES = (EpisodeStatus.PHASE_SUCCESS, EpisodeStatus.PHASE_TIMEOUT,
                    EpisodeStatus.PHASE_ABORTED)
 
-
-def declare_schema(node: Node, schema: type) -> object:
-    """Declare one ROS parameter per schema field (default + description); return the schema."""
-    descriptions = field_descriptions(schema)
-    for name, value in to_param_dict(schema()).items():
-        node.declare_parameter(name, value, ParameterDescriptor(description=descriptions[name]))
-    values = {name: node.get_parameter(name).value for name in descriptions}
-    return from_param_dict(schema, values)
 
 
 class LearnerNode(Node):

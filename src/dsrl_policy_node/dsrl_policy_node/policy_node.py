@@ -34,7 +34,7 @@ import time
 from typing import Optional
 
 from dsrl_core.episode import Phase
-from dsrl_core.params import field_descriptions, from_param_dict, ParamError, to_param_dict
+from dsrl_core.params import declare_schema, ParamError
 from dsrl_core.policy.base import load_plugin, sample_numpy
 from dsrl_core.policy.policy_params import PolicyNodeParams
 from dsrl_core.policy.runtime import (
@@ -51,7 +51,6 @@ from dsrl_core.rl.keys import ENV_KEY, ENV_KEY_FILE, read_key_file
 from dsrl_core.rl.serialize import WeightsRejected
 from geometry_msgs.msg import PoseStamped
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -75,14 +74,6 @@ from dsrl_policy_node.convert import (
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-
-def declare_schema(node: Node, schema: type) -> object:
-    """Declare one ROS parameter per schema field (default + description); return the schema."""
-    descriptions = field_descriptions(schema)
-    for name, value in to_param_dict(schema()).items():
-        node.declare_parameter(name, value, ParameterDescriptor(description=descriptions[name]))
-    values = {name: node.get_parameter(name).value for name in descriptions}
-    return from_param_dict(schema, values)
 
 
 def load_key(p: PolicyNodeParams) -> Optional[bytes]:

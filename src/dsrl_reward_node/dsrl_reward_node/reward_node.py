@@ -30,10 +30,9 @@ from dsrl_core.detect.color import annotate, ColorDetector
 from dsrl_core.detect.reward_params import RewardNodeParams
 from dsrl_core.episode import EpisodeManager, Phase, TERMINAL
 from dsrl_core.images import fill_image_msg, ImageError, msg_to_rgb
-from dsrl_core.params import field_descriptions, from_param_dict, ParamError, to_param_dict
+from dsrl_core.params import declare_schema, ParamError
 from dsrl_core.teleop import interpolate_path
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -48,14 +47,6 @@ from dsrl_msgs.srv import EpisodeCommand, HumanLabel
 STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-
-def declare_schema(node: Node, schema: type) -> object:
-    """Declare one ROS parameter per schema field (default + description); return the schema."""
-    descriptions = field_descriptions(schema)
-    for name, value in to_param_dict(schema()).items():
-        node.declare_parameter(name, value, ParameterDescriptor(description=descriptions[name]))
-    values = {name: node.get_parameter(name).value for name in descriptions}
-    return from_param_dict(schema, values)
 
 
 class RewardNode(Node):

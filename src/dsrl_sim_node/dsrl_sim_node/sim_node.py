@@ -29,12 +29,11 @@ from __future__ import annotations
 import sys
 import time
 
-from dsrl_core.params import field_descriptions, from_param_dict, ParamError, to_param_dict
+from dsrl_core.params import declare_schema, ParamError
 from dsrl_core.sim.push_env import CONTROL_HZ
 from dsrl_core.sim.runner import CommandError, SimFrame, SimRunner
 from dsrl_core.sim.sim_params import SimNodeParams
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import ParameterDescriptor
 import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
@@ -52,15 +51,6 @@ from dsrl_sim_node.convert import (
     joint_state_msg,
     object_pose_msg,
 )
-
-
-def declare_schema(node: Node, schema: type) -> object:
-    """Declare one ROS parameter per schema field (default + description); return the schema."""
-    descriptions = field_descriptions(schema)
-    for name, value in to_param_dict(schema()).items():
-        node.declare_parameter(name, value, ParameterDescriptor(description=descriptions[name]))
-    values = {name: node.get_parameter(name).value for name in descriptions}
-    return from_param_dict(schema, values)
 
 
 class SimNode(Node):
