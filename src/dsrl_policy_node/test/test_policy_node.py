@@ -1,5 +1,6 @@
 """Integration tests: policy + sim + reward node as real processes (lockstep and real time)."""
 
+import re
 import signal
 import time
 
@@ -86,7 +87,9 @@ def check_commands(commands, pause_s=0.25):
     for t, episode, q, measured in commands:
         assert np.all(q >= JOINT_LIMITS[:, 0] - 1e-9) and np.all(q <= JOINT_LIMITS[:, 1] + 1e-9)
         if episode == prev_episode and t - prev_t < pause_s:
-            assert np.max(np.abs(q - prev)) <= MAX_STEP + 1e-6, (q, prev)
+            # A cut chunk (stale actions dropped) restarts from the measured pose, which trails
+            # the last command by the controller's tracking error: allow 0.02 rad of it.
+            assert np.max(np.abs(q - prev)) <= MAX_STEP + 0.02, (q, prev)
         elif measured is not None and episode == prev_episode:
             # (at an episode change the sim reset teleports the arm; the test's view of the
             # measured pose may still be the pre-reset one, so only limits are checked there)
@@ -117,15 +120,18 @@ def test_lockstep_episodes_transitions_weights_estop(nodes, ros_env):
         assert d.spin(30.0, lambda: d.episode() >= e0 + 2), f'episodes: {d.episode()}'
         rate = len(d.commands_between(t0, time.monotonic())) / (time.monotonic() - t0)
         # forged, malformed and incompatible weights: rejected, version unchanged
-        # (the weights topic keeps only the newest message: wait for each verdict before the next)
-        for bad, line in ((weights_msg(7, key='wrong-key-0123456789'),
-                           'rejected actor weights v7 (rejection #1): bad tag'),
-                          (weights_msg(8, corrupt='payload'),
-                           'rejected actor weights v8 (rejection #2): bad safetensors'),
-                          (weights_msg(9, obs_dim=9),
-                           'rejected actor weights v9 (rejection #3): incompatible shapes')):
-            d.weights_pub.publish(bad)
-            assert d.spin(10.0, lambda: line in policy_log.read_text()), policy_log.read_text()
+        # The weights topic is latest-only (depth 1): republish each bad message until its
+        # verdict is logged, then go on to the next one.
+        for bad, version, reason in ((weights_msg(7, key='wrong-key-0123456789'), 7, 'bad tag'),
+                                     (weights_msg(8, corrupt='payload'), 8, 'bad safetensors'),
+                                     (weights_msg(9, obs_dim=9), 9, 'incompatible shapes')):
+            pattern = re.compile(rf'rejected actor weights v{version} '
+                                 rf'\(rejection #\d+\): {reason}')
+            for _ in range(10):
+                d.weights_pub.publish(bad)
+                if d.spin(2.0, lambda: pattern.search(policy_log.read_text())):
+                    break
+            assert pattern.search(policy_log.read_text()), policy_log.read_text()
         n_bad = len(d.transitions)
         d.spin(1.0)
         assert {t.actor_version for t in d.transitions} == {0}
