@@ -20,7 +20,7 @@ def nodes(ros_env, tmp_path):
         return proc, tmp_path / f'{name}.log'
 
     yield launch
-    for name, proc, log in started:
+    for name, proc, log in reversed(started):  # stop in reverse start order (the sim last)
         rc = stop(proc)
         log.close()
         text = (tmp_path / f'{name}.log').read_text()

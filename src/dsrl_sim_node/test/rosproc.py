@@ -28,7 +28,7 @@ def stop(proc):
     if proc.poll() is None:
         proc.send_signal(2)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
