@@ -395,6 +395,11 @@ def main(args=None) -> int:
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C shuts the context down under the executor's threads (RCLError 'context is not
+        # valid'): that is a clean stop; anything while the context is alive is a real error.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             print(f'policy_node stopping: {node.summary()}', flush=True)

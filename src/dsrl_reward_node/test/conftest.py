@@ -43,7 +43,7 @@ def stop(proc):
     if proc.poll() is None:
         proc.send_signal(2)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -150,9 +150,12 @@ def run(ros_env, tmp_path):
         return proc, drv
 
     yield launch
+    # Stop every process before any check, so a failed check never leaves a node running.
+    codes = []
     for proc, log, drv in procs:
         drv.close()
-        rc = stop(proc)
+        codes.append(stop(proc))
+    for (proc, log, drv), rc in zip(procs, codes):
         log.close()
         text = (tmp_path / 'node.log').read_text()
         assert 'Traceback' not in text, text

@@ -20,8 +20,11 @@ def nodes(ros_env, tmp_path):
         return proc, tmp_path / f'{name}.log'
 
     yield launch
-    for name, proc, log in reversed(started):  # stop in reverse start order (the sim last)
-        rc = stop(proc)
+    # Stop every process first (reverse start order, the sim last), then check: a failed check
+    # must never leave a node running on a domain the next test may reuse.
+    codes = {name: stop(proc) for name, proc, _ in reversed(started)}
+    for name, proc, log in started:
+        rc = codes[name]
         log.close()
         text = (tmp_path / f'{name}.log').read_text()
         assert 'Traceback' not in text, f'{name}:\n{text}'
