@@ -2,7 +2,6 @@
 
 import os
 import pathlib
-import subprocess
 import sys
 import time
 
@@ -19,8 +18,12 @@ from std_srvs.srv import Trigger
 from dsrl_msgs.msg import EpisodeStatus, StepReward, SuccessDetection
 from dsrl_msgs.srv import EpisodeCommand, HumanLabel
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
-PARAMS = ROOT / 'config' / 'dsrl.yaml'
+# The process helpers live once, beside the sim node's tests (the policy tests use them too).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / 'dsrl_sim_node' / 'test'))
+import rosproc  # noqa: E402,I001
+
+ROOT = rosproc.ROOT
+PARAMS = rosproc.PARAMS
 STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 IMAGE_TOPIC = '/camera/camera/color/image_raw'
@@ -29,25 +32,10 @@ CMD_TOPIC = '/forward_position_controller/commands'
 
 def start_node(ros_env, log_path, **overrides):
     """Start the reward node process with config/dsrl.yaml plus ``-p`` overrides."""
-    args = [sys.executable, '-m', 'dsrl_reward_node.reward_node', '--ros-args',
-            '--params-file', str(PARAMS)]
-    for k, v in overrides.items():
-        v = str(v).lower() if isinstance(v, bool) else v
-        args += ['-p', f'{k}:={v}']
-    log = open(log_path, 'w')
-    return subprocess.Popen(args, env=ros_env, stdout=log, stderr=subprocess.STDOUT), log
+    return rosproc.start_node(ros_env, log_path, 'dsrl_reward_node.reward_node', **overrides)
 
 
-def stop(proc):
-    """Stop a process started by a test (SIGINT, then kill)."""
-    if proc.poll() is None:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+stop = rosproc.stop
 
 
 class Driver:
