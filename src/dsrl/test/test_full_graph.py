@@ -1,0 +1,123 @@
+"""
+The whole sim graph end to end: `dsrl bringup --sim --lockstep`, four node processes.
+
+Sim arm, reward/episode node, policy node and learner node run as separate processes over Fast DDS
+from config/dsrl.yaml (only the learner's data folder, warm-up and publish period are changed to fit
+a test). A peer in the test's process watches the public topics: transitions reach the learner
+with the right shapes, the learner's signed weights come back and the policy node's actor version
+rises (transitions stamped with a version > 0), and every command on the controller topic stays
+inside the joint limits and the maximum step.
+"""
+
+import pathlib
+import re
+import subprocess
+import sys
+import time
+
+from dsrl_core.sim.push_env import JOINT_LIMITS
+import numpy as np
+import pytest
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64MultiArray
+import yaml
+
+from dsrl import graph
+from dsrl_msgs.msg import ActorWeights, EpisodeStatus, Transition
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / 'dsrl_sim_node' / 'test'))
+from rosproc import Peer  # noqa: E402,I001
+
+pytestmark = pytest.mark.ros
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class GraphPeer(Peer):
+    """Records transitions, commands, episode phases and weight versions."""
+
+    def __init__(self, ros_env):
+        super().__init__(ros_env, 'full_graph_test')
+        n = self.node
+        self.transitions, self.commands, self.statuses, self.weights = [], [], [], []
+        n.create_subscription(Transition, '/dsrl/transitions', self.transitions.append,
+                              QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+        n.create_subscription(Float64MultiArray, '/forward_position_controller/commands',
+                              self.on_command, 100)
+        n.create_subscription(EpisodeStatus, 'episode_status', self.statuses.append, LATCHED)
+        n.create_subscription(ActorWeights, '/dsrl/actor_weights',
+                              lambda m: self.weights.append(m.version), LATCHED)
+
+    def on_command(self, msg):
+        episode = self.statuses[-1].episode_id if self.statuses else 0
+        self.commands.append((episode, np.array(msg.data)))
+
+    def applied_version(self):
+        return max((t.actor_version for t in self.transitions), default=0)
+
+
+def test_four_nodes_learn_and_push_weights_back(ros_env, tmp_path):
+    doc = yaml.safe_load((ROOT / 'config' / 'dsrl.yaml').read_text())
+    learner = doc['learner_node']['ros__parameters']
+    learner.update(data_dir=str(tmp_path / 'data'), warmup_transitions=20, utd_ratio=2,
+                   publish_every=10, stats_period_s=2.0)
+    params = tmp_path / 'dsrl.yaml'
+    params.write_text(yaml.safe_dump(doc))
+    max_step = doc['policy_node']['ros__parameters']['max_step']
+    env = {k: v for k, v in ros_env.items()
+           if k not in ('DSRL_WEIGHTS_KEY_FILE', 'DSRL_WEIGHTS_KEY')}
+    log_path = tmp_path / 'bringup.log'
+    exe = graph.find_executable(graph.NodeSpec('dsrl', 'dsrl', 'dsrl', 'robot'))
+    peer = GraphPeer(ros_env)
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen([exe, 'bringup', '--sim', '--lockstep', '--duration', '150',
+                                 '--params-file', str(params)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # learner weights applied by the policy node: transitions carry a version > 0, twice
+        ok = peer.spin(140.0, lambda: len({t.actor_version for t in peer.transitions
+                                           if t.actor_version > 0}) >= 2 or proc.poll() is not None)
+        assert ok and proc.poll() is None, log_path.read_text()[-3000:]
+        assert len({t.actor_version for t in peer.transitions if t.actor_version > 0}) >= 2, (
+            f'{len(peer.transitions)} transitions, weights {peer.weights[-3:]}\n'
+            + log_path.read_text()[-3000:])
+        peer.spin(2.0)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(2)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        peer.close()
+    text = log_path.read_text()
+    assert proc.returncode == 0 and 'all nodes stopped cleanly' in text, text[-3000:]
+    assert 'Traceback' not in text, text
+    for name in ('sim_node', 'reward_node', 'learner_node', 'policy_node'):
+        assert re.search(rf'started {name} \(pid \d+\)', text), name
+
+    # transitions: the learner's contract (shapes, finite values, flags)
+    assert len(peer.transitions) >= 20
+    for t in peer.transitions:
+        assert (t.obs_dim, t.chunk_length, t.action_dim) == (8, 4, 3)
+        assert len(t.obs) == len(t.next_obs) == 8 and len(t.noise) == len(t.action) == 12
+        assert np.isfinite(np.concatenate([t.obs, t.next_obs, t.noise, t.action])).all()
+        assert 1 <= t.executed_steps <= 4 and -4.0 <= t.reward <= 0.0
+        assert np.all(np.abs(t.noise) <= 1.5 + 1e-6) or t.actor_version == 0
+    # the learner heard them: its summary line counts received transitions and published weights
+    received = [int(m) for m in re.findall(r'\[learner_node\].*received (\d+)', text)]
+    assert received and max(received) >= 20, text[-3000:]
+    assert re.search(r'\[policy_node\].*actor version \d+ -> [1-9]\d*', text), text[-3000:]
+    # the versions the policy applied are versions the learner published
+    applied = {t.actor_version for t in peer.transitions if t.actor_version > 0}
+    assert applied <= set(peer.weights) | set(range(max(peer.weights, default=0) + 1))
+    # every command inside the joint limits and within max_step of the previous in an episode
+    assert len(peer.commands) >= 40
+    prev_episode, prev = None, None
+    for episode, q in peer.commands:
+        assert np.all(q >= JOINT_LIMITS[:, 0] - 1e-9) and np.all(q <= JOINT_LIMITS[:, 1] + 1e-9)
+        if episode == prev_episode and prev is not None:
+            assert np.max(np.abs(q - prev)) <= max_step + 0.02, (q, prev)
+        prev_episode, prev = episode, q
