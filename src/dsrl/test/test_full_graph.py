@@ -1,19 +1,18 @@
 """
 The whole sim graph end to end: `dsrl bringup --sim --lockstep`, four node processes.
 
-Sim arm, reward/episode node, policy node and learner node run as separate processes over Fast DDS
-from config/dsrl.yaml (only the learner's data folder, warm-up and publish period are changed to fit
-a test). A peer in the test's process watches the public topics: transitions reach the learner
-with the right shapes, the learner's signed weights come back and the policy node's actor version
-rises (transitions stamped with a version > 0), and every command on the controller topic stays
-inside the joint limits and the maximum step.
+Sim arm, reward/episode node, policy node and learner node run as separate processes over Fast
+DDS from config/dsrl.yaml (only the learner's data folder, warm-up and publish period are changed
+to fit a test). A peer in the test's process watches the public topics: transitions reach the
+learner with the right shapes, the learner's signed weights come back and the policy node's actor
+version rises (transitions stamped with a version > 0), and every command on the controller topic
+stays inside the joint limits and the maximum step.
 """
 
 import pathlib
 import re
 import subprocess
 import sys
-import time
 
 from dsrl_core.sim.push_env import JOINT_LIMITS
 import numpy as np
@@ -76,10 +75,11 @@ def test_four_nodes_learn_and_push_weights_back(ros_env, tmp_path):
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         # learner weights applied by the policy node: transitions carry a version > 0, twice
-        ok = peer.spin(140.0, lambda: len({t.actor_version for t in peer.transitions
-                                           if t.actor_version > 0}) >= 2 or proc.poll() is not None)
+        def versions():
+            return {t.actor_version for t in peer.transitions if t.actor_version > 0}
+        ok = peer.spin(140.0, lambda: len(versions()) >= 2 or proc.poll() is not None)
         assert ok and proc.poll() is None, log_path.read_text()[-3000:]
-        assert len({t.actor_version for t in peer.transitions if t.actor_version > 0}) >= 2, (
+        assert len(versions()) >= 2, (
             f'{len(peer.transitions)} transitions, weights {peer.weights[-3:]}\n'
             + log_path.read_text()[-3000:])
         peer.spin(2.0)

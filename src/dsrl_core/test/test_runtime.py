@@ -139,3 +139,21 @@ def test_param_checks():
         PolicyNodeParams(mode='explore')
     with pytest.raises(ValueError, match='equal lengths'):
         PolicyNodeParams(joint_limits_low=(0.0,))
+
+
+def test_timing_stats_percentiles_and_line():
+    t = rt.TimingStats(window=100)
+    assert t.percentiles('cycle')[0] == 0 and 'n=0' in t.line(100.0)
+    for ms in range(1, 201):  # only the last 100 values (101..200) are kept
+        t.add('cycle', float(ms))
+    t.add('cycle', float('nan'))
+    n, p50, p99 = t.percentiles('cycle')
+    assert n == 100 and p50 == 150.5 and abs(p99 - 199.01) < 1e-9
+    t.add('obs_to_command', 5.0)
+    line = t.line(100.0)
+    assert line.startswith('timing: cycle n=100 p50=150.50 p99=199.01 ms (p99/period 1.990)')
+    assert 'obs->command n=1 p50=5.00 p99=5.00 ms' in line
+    with pytest.raises(KeyError):
+        t.add('unknown', 1.0)
+    with pytest.raises(ValueError):
+        rt.TimingStats(window=0)

@@ -46,6 +46,7 @@ from dsrl_core.policy.runtime import (
     parse_obs_layout,
     RewardBook,
     StepRewardRecord,
+    TimingStats,
 )
 from dsrl_core.rl.keys import ENV_KEY, ENV_KEY_FILE, read_key_file
 from dsrl_core.rl.serialize import WeightsRejected
@@ -134,6 +135,11 @@ class PolicyNode(Node):
         self.step_index = 0
         self.chunk_episode = -1
         self.counts = {'commands': 0, 'dropped': 0, 'transitions': 0, 'stale_holds': 0}
+        # Timing: control-cycle wall time, observation read -> first command of its chunk, and
+        # weights publish stamp -> applied at a chunk boundary (this node's clock).
+        self.timing = TimingStats()
+        self.weights_stamp_ns: dict[int, int] = {}
+        self.chunk_obs_t: Optional[float] = None
 
         self.io_group = MutuallyExclusiveCallbackGroup()
         self.control_group = MutuallyExclusiveCallbackGroup()
@@ -164,6 +170,9 @@ class PolicyNode(Node):
             self.wake = None
             self.create_timer(1.0 / meta.control_hz, self.control_step,
                               callback_group=self.control_group, clock=steady)
+        if p.timing_log_period_s > 0:
+            self.create_timer(p.timing_log_period_s, self.log_timing, callback_group=io,
+                              clock=steady)
         self.get_logger().info(
             f'policy node up: {p.policy_plugin} (obs {meta.obs_dim}, chunk {meta.horizon} x '
             f'{meta.act_dim} at {meta.control_hz} Hz), mode {p.mode}, {p.time_mode}, actor '
@@ -222,6 +231,9 @@ class PolicyNode(Node):
                     f'rejected actor weights v{msg.version} (rejection #{self.noise.rejected}): '
                     f'{exc.reason}; keeping v{self.noise.version}')
                 return
+            stamp = time_to_ns(msg.header.stamp)
+            if stamp > 0:
+                self.weights_stamp_ns[int(msg.version)] = stamp
         self.get_logger().info(f'actor weights v{msg.version} verified; applied at the next '
                                'chunk boundary')
 
@@ -254,10 +266,20 @@ class PolicyNode(Node):
 
     # ------------------------------------------------------------------ control loop
     def control_step(self) -> None:
-        """One pass of the control loop (timer or wake-up)."""
+        """One pass of the control loop (timer or wake-up); passes that command are timed."""
+        t0 = time.perf_counter()
         with self.lock:
+            before = self.counts['commands']
             self._control()
             self._flush()
+            if self.counts['commands'] != before:
+                self.timing.add('cycle', (time.perf_counter() - t0) * 1e3)
+
+    def log_timing(self) -> None:
+        """Log the timing percentiles (see TimingStats.line)."""
+        with self.lock:
+            text = self.timing.line(self.dt_ns / 1e6)
+        self.get_logger().info(text)
 
     def _now_ns(self) -> int:
         return self.joint_ns if self.lockstep else self.get_clock().now().nanoseconds
@@ -309,6 +331,9 @@ class PolicyNode(Node):
             [self.joints[n][0] for n in self.p.joint_names])
         q = clamp_command(c.actions[i], ref, self.low, self.high, self.p.max_step)
         self.cmd_pub.publish(command_msg(q))
+        if self.chunk_obs_t is not None:
+            self.timing.add('obs_to_command', (time.perf_counter() - self.chunk_obs_t) * 1e3)
+            self.chunk_obs_t = None
         c.record(q)
         self.last_cmd, self.last_cmd_ns = q, now
         self.counts['commands'] += 1
@@ -316,11 +341,19 @@ class PolicyNode(Node):
     def _start_chunk(self, now: int) -> ActiveChunk:
         changed = self.noise.apply()
         if changed is not None:
+            stamp = self.weights_stamp_ns.pop(changed[1], None)
+            late = ''
+            if stamp is not None:
+                ms = (self.get_clock().now().nanoseconds - stamp) / 1e6
+                self.timing.add('weights_applied', ms)
+                late = f', {ms:.0f} ms after the learner published it'
+            self.weights_stamp_ns.clear()
             self.get_logger().info(f'actor version {changed[0]} -> {changed[1]} '
-                                   '(applied at a chunk boundary)')
+                                   f'(applied at a chunk boundary{late})')
         if self.episode_id != self.chunk_episode:
             self.chunk_episode, self.step_index = self.episode_id, 0
             self.last_cmd, self.last_cmd_ns = None, None
+        self.chunk_obs_t = time.perf_counter()
         obs = self._obs()
         w = self.noise.noise(obs)
         actions = sample_numpy(self.policy, obs, w)

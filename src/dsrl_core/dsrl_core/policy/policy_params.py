@@ -42,6 +42,9 @@ class PolicyNodeParams:
     stale_action_s: float = 0.05
     # Wall seconds to wait for the rewards of a finished chunk before publishing what arrived.
     reward_timeout_s: float = 5.0
+    # Seconds between timing log lines (control cycle, observation -> command and weights
+    # publish -> applied percentiles); 0 = never.
+    timing_log_period_s: float = 30.0
     # Hidden widths of the noise actor (must match the learner's).
     actor_hidden: tuple[int, ...] = (128, 128, 128)
     # LayerNorm in the noise actor (must match the learner's).
@@ -97,6 +100,7 @@ class PolicyNodeParams:
         if not self.obs_names:
             raise ParamError('obs_names must not be empty')
         check_range('transitions_depth', self.transitions_depth, 1)
+        check_range('timing_log_period_s', self.timing_log_period_s, 0.0)
         check_range('seed', self.seed, 0)
         check_range('torch_threads', self.torch_threads, 1)
         if ':' not in self.policy_plugin:

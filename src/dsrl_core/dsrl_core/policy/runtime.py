@@ -15,12 +15,15 @@ The policy node's logic without ROS: observation layout, safety clamp, noise sou
   chunk: its transition covers the executed prefix, and the next chunk starts from a fresh
   observation).
 * ``RewardBook``: per-step rewards keyed by stamp, summed over a chunk's window.
+* ``TimingStats``: rolling windows of the node's timings (control cycle, observation -> command,
+  weights publish -> applied) and their percentiles for the periodic timing log line.
 
 All times are integer nanoseconds of the caller's clock (sim time in lockstep).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from typing import Mapping, Optional, Sequence
@@ -261,3 +264,43 @@ class RewardBook:
         """Forget rewards stamped at or before ``before_ns``."""
         for s in [s for s in self.rewards if s <= before_ns]:
             del self.rewards[s]
+
+
+class TimingStats:
+    """
+    Rolling windows of durations in milliseconds, one per named series.
+
+    ``add(name, ms)`` records a value; ``percentiles(name)`` returns (count, p50, p99) of the last
+    ``window`` values; ``line(period_ms)`` formats every series for the node's timing log.
+    """
+
+    SERIES = ('cycle', 'obs_to_command', 'weights_applied')
+
+    def __init__(self, window: int = 2000) -> None:
+        if window < 1:
+            raise ValueError(f'window must be >= 1, got {window}')
+        self.values = {name: collections.deque(maxlen=window) for name in self.SERIES}
+
+    def add(self, name: str, ms: float) -> None:
+        """Record one duration (ms) of series ``name``; non-finite values are ignored."""
+        if math.isfinite(ms):
+            self.values[name].append(float(ms))
+
+    def percentiles(self, name: str) -> tuple[int, float, float]:
+        """Return (count, p50, p99) of series ``name`` (NaN percentiles when empty)."""
+        v = self.values[name]
+        if not v:
+            return 0, math.nan, math.nan
+        p50, p99 = np.percentile(np.fromiter(v, dtype=np.float64), (50, 99))
+        return len(v), float(p50), float(p99)
+
+    def line(self, period_ms: float) -> str:
+        """Format the timing log line (``timing: cycle n=.. p50=.. p99=.. ms ...``)."""
+        n, p50, p99 = self.percentiles('cycle')
+        parts = [f'cycle n={n} p50={p50:.2f} p99={p99:.2f} ms '
+                 f'(p99/period {p99 / period_ms:.3f})']
+        n, p50, p99 = self.percentiles('obs_to_command')
+        parts.append(f'obs->command n={n} p50={p50:.2f} p99={p99:.2f} ms')
+        n, p50, p99 = self.percentiles('weights_applied')
+        parts.append(f'weights publish->applied n={n} p50={p50:.1f} p99={p99:.1f} ms')
+        return 'timing: ' + ', '.join(parts)
