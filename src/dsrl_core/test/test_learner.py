@@ -71,6 +71,7 @@ def test_yaml_block_equals_schema():
     ({'robot_ids': ['']}, 'robot_ids must list non-empty ids'),
     ({'hidden': []}, 'hidden must be a non-empty list'),
     ({'policy_plugin': 'nocolon'}, 'policy_plugin must look like'),
+    ({'episode_status_topic': '/{robot}/episode_status'}, 'needs explicit robot_ids'),
 ])
 def test_params_reject_bad_values(bad, match):
     with pytest.raises(ParamError, match=match):
@@ -80,6 +81,10 @@ def test_params_reject_bad_values(bad, match):
 def test_params_dirs_and_robots(tmp_path):
     p = LearnerNodeParams(robot_ids=('arm0', 'arm1'))
     assert p.accepts_robot('arm1') and not p.accepts_robot('arm2') and not p.accepts_robot('')
+    assert p.status_topics() == ['episode_status']
+    multi = LearnerNodeParams(robot_ids=('arm0', 'arm1'),
+                              episode_status_topic='/{robot}/episode_status')
+    assert multi.status_topics() == ['/arm0/episode_status', '/arm1/episode_status']
     data, ckpt, tb = p.resolved_dirs({'DSRL_DATA': str(tmp_path)})
     assert (data, ckpt, tb) == (str(tmp_path), str(tmp_path / 'checkpoints'),
                                 str(tmp_path / 'logs' / 'tensorboard' / 'learner'))

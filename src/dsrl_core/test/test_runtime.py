@@ -75,8 +75,17 @@ def test_noise_source_modes_and_weights():
     want = 1.5 * torch.tanh(actor.net(torch.as_tensor(obs)[None]).chunk(2, -1)[0])
     np.testing.assert_allclose(src.noise(obs), want.detach().numpy().reshape(4, 3), atol=1e-6)
     src.mode = 'train'
-    assert not np.allclose(src.noise(obs), src.noise(obs))
+    # per-episode exploration: one draw per episode, so the same obs gives the same noise within
+    # an episode and a different one in the next
+    assert src.exploration == 'episode'
+    np.testing.assert_array_equal(src.noise(obs, 1), src.noise(obs, 1))
+    assert not np.allclose(src.noise(obs, 1), src.noise(obs, 2))
+    assert not np.allclose(src.noise(obs, 2), src.noise(np.zeros(8, np.float32), 2))
+    src.exploration = 'chunk'
+    assert not np.allclose(src.noise(obs, 3), src.noise(obs, 3))
     assert np.all(np.abs(src.noise(obs)) <= 1.5)
+    with pytest.raises(ValueError, match='exploration'):
+        rt.NoiseSource(META, (32, 32), True, 1.5, 'train', exploration='step')
 
 
 def test_chunk_due_times_and_stale_drops():

@@ -90,8 +90,8 @@ class LearnerNode(Node):
         depth_qos = QoSProfile(depth=p.transition_queue_depth,
                                reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(Transition, p.transitions_topic, self.on_transition, depth_qos)
-        self.create_subscription(EpisodeStatus, p.episode_status_topic, self.on_status,
-                                 LATCHED_QOS)
+        for topic in p.status_topics():
+            self.create_subscription(EpisodeStatus, topic, self.on_status, LATCHED_QOS)
         self.create_service(SaveCheckpoint, '/dsrl/save_checkpoint', self.on_save)
         self.create_timer(p.stats_period_s, self.on_stats)
         if p.checkpoint_every_s > 0:

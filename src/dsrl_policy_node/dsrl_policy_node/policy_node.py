@@ -110,7 +110,7 @@ class PolicyNode(Node):
         if self.lockstep and not self.get_parameter('use_sim_time').value:
             raise ParamError('time_mode lockstep needs use_sim_time:=true')
         self.noise = NoiseSource(meta, p.actor_hidden, p.actor_layer_norm, p.action_magnitude,
-                                 p.mode, p.seed)
+                                 p.mode, p.seed, p.exploration)
         self.key = load_key(p)
         self.low = np.asarray(p.joint_limits_low)
         self.high = np.asarray(p.joint_limits_high)
@@ -175,7 +175,8 @@ class PolicyNode(Node):
                               clock=steady)
         self.get_logger().info(
             f'policy node up: {p.policy_plugin} (obs {meta.obs_dim}, chunk {meta.horizon} x '
-            f'{meta.act_dim} at {meta.control_hz} Hz), mode {p.mode}, {p.time_mode}, actor '
+            f'{meta.act_dim} at {meta.control_hz} Hz), mode {p.mode} (exploration per '
+            f'{p.exploration}), {p.time_mode}, actor '
             f'{self.noise.architecture}, weights key '
             f'{"set" if self.key else "MISSING (all weights will be rejected)"}')
 
@@ -355,7 +356,7 @@ class PolicyNode(Node):
             self.last_cmd, self.last_cmd_ns = None, None
         self.chunk_obs_t = time.perf_counter()
         obs = self._obs()
-        w = self.noise.noise(obs)
+        w = self.noise.noise(obs, self.episode_id)
         actions = sample_numpy(self.policy, obs, w)
         self.chunk = ActiveChunk(obs=obs, obs_stamp_ns=self.joint_ns, start_ns=now,
                                  dt_ns=self.dt_ns, noise=w, actions=actions,

@@ -71,6 +71,9 @@ class BenchConfig:
     gamma: float = 0.99
     # torch CPU threads.
     threads: int = 2
+    # Exploration of the stochastic actor while collecting: 'episode' draws the actor's
+    # standard-normal eps once per episode (temporally correlated, gSDE-like), 'chunk' per chunk.
+    exploration: str = 'episode'
 
 
 def _chunk_to_unit(chunk: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -140,16 +143,18 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
     for ep in bar:
         obs, _ = env.reset(seed=TRAIN_SEED_BASE + 1000 * seed + ep)
         done, success = False, False
+        eps = (rng.standard_normal(meta.noise_dim).astype(np.float32)
+               if cfg.exploration == 'episode' else None)
         while not done:
             o = obs.astype(np.float32)
             if ep <= cfg.warmup or method != 'sac_action':
                 noise = (rng.standard_normal(meta.noise_shape).astype(np.float32)
                          if ep <= cfg.warmup else
-                         np.asarray(agent.act(o), np.float32).reshape(meta.noise_shape))
+                         np.asarray(agent.act(o, eps=eps), np.float32).reshape(meta.noise_shape))
                 chunk = policy.sample(torch.from_numpy(o[None]),
                                       torch.from_numpy(noise[None])).numpy()[0]
             else:
-                unit = np.asarray(agent.act(o), np.float32).reshape(meta.noise_shape)
+                unit = np.asarray(agent.act(o, eps=eps), np.float32).reshape(meta.noise_shape)
                 noise, chunk = np.zeros(meta.noise_shape, np.float32), _unit_to_chunk(
                     unit, low, high)
             reward, term, trunc = 0.0, False, False
@@ -267,13 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--magnitude', type=float, default=d.action_magnitude,
                    help='noise bound of the DSRL actors')
     p.add_argument('--threads', type=int, default=d.threads)
+    p.add_argument('--exploration', choices=('episode', 'chunk'), default=d.exploration,
+                   help='actor eps drawn once per episode (correlated) or per chunk')
     p.add_argument('--out', default='runs/steering')
     a = p.parse_args(argv)
     cfg = BenchConfig(episodes=a.episodes, eval_every=a.eval_every, eval_episodes=a.eval_episodes,
                       warmup=a.warmup, utd=a.utd, utd_na=a.utd_na, hidden=tuple(a.hidden),
                       batch_size=a.batch_size, threads=a.threads,
                       init_alpha=a.init_alpha, action_magnitude=a.magnitude,
-                      gamma=a.gamma)
+                      gamma=a.gamma, exploration=a.exploration)
     torch.set_num_threads(cfg.threads)
     policy = DiffusionPolicy.load(a.checkpoint)
     before = [p_.detach().clone() for p_ in policy.parameters()]

@@ -21,6 +21,10 @@ class PolicyNodeParams:
     # Noise choice: 'train' (stochastic actor), 'eval' (deterministic actor), 'warmup' (always
     # N(0, I): warm-up data or the BC baseline). Actor version 0 always gives N(0, I).
     mode: str = 'train'
+    # Exploration in 'train' mode: 'episode' keeps the actor's standard-normal draw for a whole
+    # episode (temporally correlated, a consistent behaviour per episode), 'chunk' draws anew for
+    # every chunk.
+    exploration: str = 'episode'
     # 'realtime' (a steady control-rate timer executes the chunk) or 'lockstep' (one action per
     # simulated step, sent when that step's observation and reward have arrived; use_sim_time).
     time_mode: str = 'realtime'
@@ -83,6 +87,7 @@ class PolicyNodeParams:
     def __post_init__(self) -> None:
         """Validate values and cross-field consistency."""
         check_choice('mode', self.mode, ('train', 'eval', 'warmup'))
+        check_choice('exploration', self.exploration, ('episode', 'chunk'))
         check_choice('time_mode', self.time_mode, ('realtime', 'lockstep'))
         n = len(self.joint_names)
         if n == 0 or len(self.joint_limits_low) != n or len(self.joint_limits_high) != n:

@@ -102,11 +102,20 @@ class NoiseSource:
     """The noise actor of one policy node and the noise it chooses (see the module docstring)."""
 
     def __init__(self, meta: PolicyMeta, hidden: Sequence[int], layer_norm: bool,
-                 magnitude: float, mode: str, seed: int = 0) -> None:
-        """Build the actor sized from ``meta`` (obs_dim -> T * act_dim); version 0 = N(0, I)."""
+                 magnitude: float, mode: str, seed: int = 0, exploration: str = 'episode') -> None:
+        """
+        Build the actor sized from ``meta`` (obs_dim -> T * act_dim); version 0 = N(0, I).
+
+        ``exploration`` (train mode): 'episode' keeps the actor's standard-normal draw for a
+        whole episode (temporally correlated exploration), 'chunk' draws a new one per chunk.
+        """
         if mode not in ('train', 'eval', 'warmup'):
             raise ValueError(f"mode must be 'train', 'eval' or 'warmup', got {mode!r}")
-        self.meta, self.mode = meta, mode
+        if exploration not in ('episode', 'chunk'):
+            raise ValueError(f"exploration must be 'episode' or 'chunk', got {exploration!r}")
+        self.meta, self.mode, self.exploration = meta, mode, exploration
+        self._eps: Optional[torch.Tensor] = None
+        self._eps_episode: Optional[int] = None
         self.hidden, self.layer_norm = tuple(int(h) for h in hidden), bool(layer_norm)
         self.magnitude = float(magnitude)
         self.architecture = actor_architecture(self.hidden, self.layer_norm)
@@ -119,15 +128,21 @@ class NoiseSource:
         self.pending: Optional[tuple[int, dict]] = None
         self.generator = torch.Generator().manual_seed(seed)
 
-    def noise(self, obs: np.ndarray) -> np.ndarray:
-        """Return the noise w [T, act_dim] (float32) for one observation."""
+    def noise(self, obs: np.ndarray, episode_id: int = 0) -> np.ndarray:
+        """Return the noise w [T, act_dim] (float32) for one observation of ``episode_id``."""
         shape = self.meta.noise_shape
         if self.mode == 'warmup' or self.version == 0:
             return torch.randn(shape, generator=self.generator).numpy()
+        eps = None
+        if self.mode == 'train' and self.exploration == 'episode':
+            if self._eps is None or self._eps_episode != episode_id:
+                self._eps = torch.randn((1, self.meta.noise_dim), generator=self.generator)
+                self._eps_episode = episode_id
+            eps = self._eps
         o = torch.as_tensor(np.asarray(obs, dtype=np.float32)).unsqueeze(0)
         with torch.no_grad():
             w, _ = self.actor(o, deterministic=self.mode == 'eval', with_log_prob=False,
-                              generator=self.generator)
+                              generator=self.generator, eps=eps)
         return w[0].reshape(shape).numpy()
 
     def offer(self, version: int, payload: bytes, sha256: str, tag: str, key: Optional[bytes],

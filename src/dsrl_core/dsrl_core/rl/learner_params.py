@@ -84,7 +84,8 @@ class LearnerNodeParams:
     transitions_topic: str = '/dsrl/transitions'
     # Topic of the published weights (dsrl_msgs/ActorWeights, transient-local depth 1).
     weights_topic: str = '/dsrl/actor_weights'
-    # Topic of the episode status (dsrl_msgs/EpisodeStatus) for episode statistics.
+    # Topic of the episode status (dsrl_msgs/EpisodeStatus) for episode statistics; with several
+    # robots in namespaces, '/{robot}/episode_status' subscribes once per id in robot_ids.
     episode_status_topic: str = 'episode_status'
     # Depth of the reliable transitions subscription queue.
     transition_queue_depth: int = 1000
@@ -108,10 +109,19 @@ class LearnerNodeParams:
         for topic in ('transitions_topic', 'weights_topic', 'episode_status_topic'):
             if not getattr(self, topic):
                 raise ParamError(f'{topic} must not be empty')
+        if '{robot}' in self.episode_status_topic and '*' in self.robot_ids:
+            raise ParamError("episode_status_topic with '{robot}' needs explicit robot_ids, "
+                             f'not {list(self.robot_ids)}')
         try:
             self.algo_config()
         except ValueError as exc:
             raise ParamError(str(exc)) from exc
+
+    def status_topics(self) -> list[str]:
+        """Return the episode status topics: one, or one per robot id ('{robot}' in the name)."""
+        if '{robot}' not in self.episode_status_topic:
+            return [self.episode_status_topic]
+        return [self.episode_status_topic.replace('{robot}', r) for r in self.robot_ids]
 
     def accepts_robot(self, robot_id: str) -> bool:
         """Return whether transitions of ``robot_id`` are accepted."""

@@ -239,9 +239,10 @@ class DSRLNA:
         self.q_noise_optim.step()
         return loss.detach()
 
-    def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
+    def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False,
+            eps: np.ndarray | None = None) -> np.ndarray:
         """Return noise ``[T, act_dim]`` for one observation or ``[B, T, act_dim]`` for a batch."""
-        w = actor_act(self.actor, obs, deterministic, self._act_gen, self.device)
+        w = actor_act(self.actor, obs, deterministic, self._act_gen, self.device, eps)
         return w.reshape(w.shape[:-1] + self.noise_shape)
 
     def set_obs_normalizer(self, mean: Any, std: Any) -> None:

@@ -145,12 +145,15 @@ class TanhGaussianActor(nn.Module):
         self._log_magnitude = math.log(self.magnitude)
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False, with_log_prob: bool = True,
-                generator: torch.Generator | None = None
+                generator: torch.Generator | None = None, eps: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
         Sample (reparameterised) an action and its log-probability ``[B]`` (or None).
 
         ``deterministic=True`` returns ``magnitude * tanh(mean)`` and the log-density there.
+        ``eps`` (``[act_dim]`` or ``[B, act_dim]``), when given, is the standard-normal draw to
+        use instead of a fresh one: the same ``eps`` for every chunk of an episode gives
+        temporally correlated exploration (a new deterministic-looking behaviour per episode).
         """
         mean, log_std = self.net(self.obs_norm(obs)).chunk(2, dim=-1)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
@@ -158,8 +161,11 @@ class TanhGaussianActor(nn.Module):
             eps = torch.zeros_like(mean)
             u = mean
         else:
-            eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype,
-                              device=mean.device)
+            if eps is None:
+                eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype,
+                                  device=mean.device)
+            else:
+                eps = torch.as_tensor(eps, dtype=mean.dtype, device=mean.device).expand_as(mean)
             u = mean + log_std.exp() * eps
         action = self.magnitude * torch.tanh(u)
         if not with_log_prob:

@@ -98,8 +98,14 @@ def make_generator(seed: int, device: torch.device) -> torch.Generator:
 
 
 def actor_act(actor: TanhGaussianActor, obs: np.ndarray | torch.Tensor, deterministic: bool,
-              generator: torch.Generator | None, device: torch.device) -> np.ndarray:
-    """Run ``actor`` on one observation ``[obs_dim]`` or a batch ``[B, obs_dim]`` -> numpy."""
+              generator: torch.Generator | None, device: torch.device,
+              eps: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+    """
+    Run ``actor`` on one observation ``[obs_dim]`` or a batch ``[B, obs_dim]`` -> numpy.
+
+    ``eps``: a fixed standard-normal draw ``[act_dim]`` (or ``[B, act_dim]``) instead of a fresh
+    one (correlated exploration, see :meth:`TanhGaussianActor.forward`).
+    """
     o = torch.as_tensor(obs, dtype=torch.float32, device=device)
     single = o.ndim == 1
     if single:
@@ -108,7 +114,10 @@ def actor_act(actor: TanhGaussianActor, obs: np.ndarray | torch.Tensor, determin
         raise ValueError(f'obs must be [obs_dim] or [B, obs_dim] with obs_dim={actor.obs_dim}, '
                          f'got {tuple(o.shape)}')
     with torch.no_grad():
-        a, _ = actor(o, deterministic=deterministic, with_log_prob=False, generator=generator)
+        e = None if eps is None else torch.as_tensor(np.asarray(eps, dtype=np.float32)).reshape(
+            -1, actor.act_dim).to(device)
+        a, _ = actor(o, deterministic=deterministic, with_log_prob=False, generator=generator,
+                     eps=e)
     a = a.cpu().numpy()
     return a[0] if single else a
 
@@ -214,9 +223,14 @@ class SAC:
         return dict(zip(('critic_loss', 'actor_loss', 'alpha', 'alpha_loss', 'q_mean',
                          'entropy'), stats))
 
-    def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
-        """Return actions ``[act_dim]`` for one observation or ``[B, act_dim]`` for a batch."""
-        return actor_act(self.actor, obs, deterministic, self._act_gen, self.device)
+    def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False,
+            eps: np.ndarray | None = None) -> np.ndarray:
+        """
+        Return actions ``[act_dim]`` for one observation or ``[B, act_dim]`` for a batch.
+
+        ``eps``: use this standard-normal draw (``act_dim`` values) instead of a fresh one.
+        """
+        return actor_act(self.actor, obs, deterministic, self._act_gen, self.device, eps)
 
     def set_obs_normalizer(self, mean: Any, std: Any) -> None:
         """
@@ -309,8 +323,9 @@ class DSRLSAC(SAC):
                              f'got {tuple(noise.shape)}')
         return noise.reshape(-1, self.act_dim)
 
-    def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False) -> np.ndarray:
+    def act(self, obs: np.ndarray | torch.Tensor, deterministic: bool = False,
+            eps: np.ndarray | None = None) -> np.ndarray:
         """Return noise ``[T, act_dim]`` for one observation or ``[B, T, act_dim]`` for a batch."""
-        w = super().act(obs, deterministic)
+        w = super().act(obs, deterministic, eps)
         return w.reshape(w.shape[:-1] + self.noise_shape)
 
