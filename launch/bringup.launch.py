@@ -6,7 +6,6 @@ same description ``dsrl bringup`` uses), so the two ways to start the graph cann
 """
 
 import os
-import time
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
@@ -44,9 +43,7 @@ def launch_setup(context, *args, **kwargs):
             parameters=[params_file, graph.overrides(node, options)],
             additional_env=env, output='screen', emulate_tty=True))
     if graph.parse_bool(arg['record']):
-        bag_dir = os.path.join(os.environ.get('DSRL_DATA', '.'), 'bags',
-                               time.strftime('dsrl_%Y%m%d_%H%M%S'))
-        actions.append(ExecuteProcess(cmd=graph.record_command(bag_dir), output='screen'))
+        actions.append(ExecuteProcess(cmd=graph.record_command(params_file), output='screen'))
     return actions
 
 

@@ -136,13 +136,13 @@ def live_graph(seconds: float, out: pathlib.Path, domain: int) -> dict:
 
 def learner_alone(n: int, rate: float, out: pathlib.Path, domain: int) -> dict:
     """Part 3: transitions lost at ``rate`` Hz, learner updates/s in the node vs in-process."""
-    import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-
     from dsrl_core.policy.diffusion import load_policy
     from dsrl_core.rl.buffer import ReplayBuffer
     from dsrl_core.rl.learner_params import LearnerNodeParams
     from dsrl_core.rl.trainer import build_algorithm, Trainer
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
     from dsrl_msgs.msg import Transition
 
     doc = yaml.safe_load(pathlib.Path(graph.default_params_file()).read_text())
@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         lost = r['sent'] - r['received']
         print(f"[3] sent {r['sent']} in {r['sent_s']:.1f} s, received {r['received']} "
               f"(rejected {r['rejected']}) -> lost {lost} (target 0); learner updates/s in the "
-              f"node {r['ups_node']:.1f} (while receiving) vs in-process {r['ups_in_process']:.1f} "
+              f"node {r['ups_node']:.1f} (while receiving) vs in-process "
+              f"{r['ups_in_process']:.1f} "
               f"-> {r['ups_node'] / max(r['ups_in_process'], 1e-9):.2f}x (target >= 0.9x). "
               f"Log: {r['log']}", flush=True)
     return 0

@@ -6,7 +6,12 @@ starts every node of :mod:`dsrl.graph` for the role as its own OS process (in it
 group) with ``--ros-args --params-file F -p ...``, prefixes and forwards their output, and stops
 them all on Ctrl-C / SIGTERM / the end of ``--duration``: SIGINT first, SIGTERM after
 ``--stop-timeout`` seconds, SIGKILL after as many again. If a node exits by itself, the others are
-stopped and the exit status is 1; a clean requested stop exits 0.
+stopped and the exit status is 1; a clean requested stop exits 0. ``--record [DIR]`` adds the
+recorder (``dsrl record``) as one more process, started first.
+
+Bags (rosbag2 MCAP): ``dsrl record`` (:mod:`dsrl.record`) and ``dsrl replay`` (:mod:`dsrl.replay`)
+speak ROS 2; ``dsrl info``, ``dsrl analyze``, ``dsrl to-buffer`` and ``dsrl to-demos`` need no ROS
+(:mod:`dsrl_core.bags.cli`). Errors in them print one line and exit non-zero, no traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import threading
 import time
 from typing import IO, Optional
 
-from dsrl import graph
+from dsrl_core.bags import cli as bag_cli
+
+from dsrl import graph, record, replay
 
 CLEAN_CODES = (0, -signal.SIGINT, 128 + signal.SIGINT)
 
@@ -119,7 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help='comma-separated node names: start only these nodes of the role')
     b.add_argument('--stop-timeout', type=float, default=10.0,
                    help='seconds to wait after SIGINT (and again after SIGTERM) before escalating')
+    b.add_argument('--record', nargs='?', const='', default=None, metavar='DIR',
+                   help='also record a bag (dsrl record) into DIR (default: a new folder under '
+                        '<$DSRL_DATA or runs/dsrl>/bags/)')
+    b.add_argument('--record-images', choices=('off', 'raw', 'jpeg', 'png'), default='off',
+                   help='camera frames in the recording (default off)')
     b.add_argument('--dry-run', action='store_true', help='print the commands and exit')
+    record.add_arguments(sub.add_parser(
+        'record', help='record the DSRL topics into a rosbag2 MCAP bag'))
+    replay.add_arguments(sub.add_parser(
+        'replay', help='republish a bag on ROS 2 with its original timing'))
+    bag_cli.add_commands(sub)
     return parser
 
 
@@ -146,10 +163,17 @@ def bringup(args: argparse.Namespace, out: IO[str]) -> int:
             raise FileNotFoundError(f'params file {params_file} does not exist')
         commands = [(n, [graph.find_executable(n)] + graph.ros_args(n, params_file, options))
                     for n in nodes]
+        if args.record and os.path.exists(args.record):
+            raise ValueError(f'--record: {args.record} exists already')
     except (ValueError, FileNotFoundError) as exc:
         print(f'dsrl bringup: {exc}', file=sys.stderr)
         return 2
+    recorder = (graph.record_command(params_file, os.path.abspath(args.record) if args.record
+                                     else '', args.record_images)
+                if args.record is not None else None)
     if args.dry_run:
+        if recorder:
+            out.write(f'recorder: {" ".join(recorder)}\n')
         for n, cmd in commands:
             out.write(f'{n.name}: {" ".join(cmd)}\n')
         return 0
@@ -178,7 +202,10 @@ def bringup(args: argparse.Namespace, out: IO[str]) -> int:
     try:
         sup.say('dsrl', f'bringup role {args.role}{" (sim)" if args.sim else ""}, params '
                         f'{params_file}: {", ".join(n.name for n, _ in commands)}'
+                + (' + recorder' if recorder else '')
                 + (f'; weights key for this run: {key_path}' if key_path else ''))
+        if recorder:  # first, so that it is subscribed when the nodes start publishing
+            sup.start('recorder', recorder, env)
         # the learner first, so that nodes verifying weights find the run's key
         ordered = sorted(commands, key=lambda c: c[0].name != 'learner_node')
         for n, cmd in ordered:
@@ -224,7 +251,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == 'bringup':
         return bringup(args, sys.stdout)
-    return 2
+    if args.command == 'record':
+        return record.record(args, sys.stdout)
+    if args.command == 'replay':
+        return replay.replay(args, sys.stdout)
+    return bag_cli.run(args, sys.stdout)
 
 
 if __name__ == '__main__':

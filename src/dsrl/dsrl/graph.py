@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from typing import Any, Mapping, Optional
 
 ROLES = ('robot', 'learner', 'all')
@@ -72,11 +73,9 @@ LAUNCH_ARGUMENTS = (
                         "file's value."),
     ('camera_source', '', "Where the reward node's frames come from: 'topic' or 'realsense'; "
                           "empty = the params file's value."),
-    ('record', 'false', 'Record the DSRL topics with ros2 bag (MCAP) under $DSRL_DATA/bags.'),
+    ('record', 'false', 'Record the DSRL topics into a rosbag2 MCAP bag with the dsrl recorder '
+                        '(dsrl record) under <$DSRL_DATA or runs/dsrl>/bags/.'),
 )
-
-RECORD_TOPICS = ('/dsrl/transitions', '/dsrl/actor_weights', '/episode_status', '/reward',
-                 '/joint_states', '/forward_position_controller/commands')
 
 
 def parse_bool(text: Any) -> bool:
@@ -194,6 +193,14 @@ def needs_generated_key(nodes: list[NodeSpec], sim: bool,
         env.get(KEY_FILE_ENV) or env.get(KEY_ENV))
 
 
-def record_command(bag_dir: str) -> list[str]:
-    """Return the ros2 bag command recording the DSRL topics into ``bag_dir`` (MCAP)."""
-    return ['ros2', 'bag', 'record', '-s', 'mcap', '-o', bag_dir, *RECORD_TOPICS]
+def record_command(params_file: str, bag_dir: str = '', images: str = 'off',
+                   python: str = '') -> list[str]:
+    """
+    Return the command of the recorder process (``dsrl record``, see dsrl.record).
+
+    It records the topics named by ``params_file`` into ``bag_dir`` (empty = a new time-stamped
+    folder under <$DSRL_DATA or runs/dsrl>/bags/), camera frames as ``images``.
+    """
+    cmd = [python or sys.executable, '-m', 'dsrl.cli', 'record', '--params-file', params_file,
+           '--images', images]
+    return cmd + (['--output', bag_dir] if bag_dir else [])
