@@ -23,7 +23,7 @@ def launch_setup(context, *args, **kwargs):
     sim = graph.parse_bool(arg['sim'])
     options = graph.make_options(sim, graph.parse_bool(arg['use_sim_time']),
                                  graph.parse_bool(arg['lockstep']), arg['controller_topic'],
-                                 arg['joint_names'], arg['camera_source'])
+                                 arg['joint_names'], arg['camera_source'], int(arg['robots']))
     params_file = arg['params_file'] or os.path.join(
         get_package_share_directory('dsrl'), 'config', 'dsrl.yaml')
     nodes = graph.select(arg['role'], sim)
@@ -37,10 +37,24 @@ def launch_setup(context, *args, **kwargs):
         write_new_key_file(key_path)
         env[graph.KEY_FILE_ENV] = key_path
         actions.append(LogInfo(msg=f'weights key for this sim run: {key_path}'))
-    for node in nodes:
+    node_params = params_file
+    if int(arg['robots']) > 1:
+        # namespaced robot nodes match '/**/<node>' keys only: a derived copy of the params file
+        import tempfile
+
+        import yaml
+        with open(params_file) as f:
+            doc = graph.any_namespace_params(yaml.safe_load(f))
+        with tempfile.NamedTemporaryFile('w', suffix='.yaml', prefix='dsrl-params-',
+                                         delete=False) as f:
+            yaml.safe_dump(doc, f)
+            node_params = f.name
+    for inst in graph.instances(nodes, int(arg['robots'])):
+        node = inst.node
         actions.append(Node(
             package=node.package, executable=node.executable, name=node.name,
-            parameters=[params_file, graph.overrides(node, options)],
+            namespace=inst.namespace, remappings=graph.remappings(inst),
+            parameters=[node_params, graph.overrides(inst, options)],
             additional_env=env, output='screen', emulate_tty=True))
     if graph.parse_bool(arg['record']):
         actions.append(ExecuteProcess(cmd=graph.record_command(params_file), output='screen'))

@@ -28,6 +28,7 @@ import time
 from typing import IO, Optional
 
 from dsrl_core.bags import cli as bag_cli
+import yaml
 
 from dsrl import graph, record, replay
 
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--lockstep', action='store_true',
                    help='sim only: lockstep simulation on /clock (use_sim_time on every node)')
     b.add_argument('--use-sim-time', action='store_true', help='run every node on /clock')
+    b.add_argument('--robots', type=int, default=1,
+                   help='robots feeding the one learner: robot nodes run once per robot in '
+                        'namespaces /arm0, /arm1, ... (default 1, no namespace)')
     b.add_argument('--duration', type=float, default=0.0,
                    help='stop everything after this many seconds (0 = until Ctrl-C)')
     b.add_argument('--only', default='',
@@ -157,12 +161,13 @@ def bringup(args: argparse.Namespace, out: IO[str]) -> int:
     only = [n.strip() for n in args.only.split(',') if n.strip()]
     try:
         nodes = graph.select(args.role, args.sim, only)
-        options = graph.make_options(args.sim, args.use_sim_time, args.lockstep)
+        options = graph.make_options(args.sim, args.use_sim_time, args.lockstep,
+                                     robots=args.robots)
         params_file = os.path.abspath(args.params_file or graph.default_params_file())
         if not os.path.isfile(params_file):
             raise FileNotFoundError(f'params file {params_file} does not exist')
-        commands = [(n, [graph.find_executable(n)] + graph.ros_args(n, params_file, options))
-                    for n in nodes]
+        commands = [(i, [graph.find_executable(i.node)] + graph.ros_args(i, params_file, options))
+                    for i in graph.instances(nodes, args.robots)]
         if args.record and os.path.exists(args.record):
             raise ValueError(f'--record: {args.record} exists already')
     except (ValueError, FileNotFoundError) as exc:
@@ -174,18 +179,28 @@ def bringup(args: argparse.Namespace, out: IO[str]) -> int:
     if args.dry_run:
         if recorder:
             out.write(f'recorder: {" ".join(recorder)}\n')
-        for n, cmd in commands:
-            out.write(f'{n.name}: {" ".join(cmd)}\n')
+        for i, cmd in commands:
+            out.write(f'{i.label}: {" ".join(cmd)}\n')
         return 0
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     run_dir: Optional[str] = None
     key_path = ''
+    if args.robots > 1:
+        # namespaced processes need the params blocks under '/**/<node>' keys: a derived copy
+        run_dir = tempfile.mkdtemp(prefix='dsrl-run-')
+        derived = os.path.join(run_dir, 'params.yaml')
+        with open(params_file) as f:
+            doc = yaml.safe_load(f)
+        with open(derived, 'w') as f:
+            yaml.safe_dump(graph.any_namespace_params(doc), f)
+        commands = [(i, [a if a != params_file else derived for a in cmd])
+                    for i, cmd in commands]
     if graph.needs_generated_key(nodes, args.sim, env):
         if not any(n.name == 'learner_node' for n in nodes):
             print("dsrl bringup: sim mode without the learner needs the learner's key: set "
                   f'{graph.KEY_FILE_ENV} to the file the learner uses', file=sys.stderr)
             return 2
-        run_dir = tempfile.mkdtemp(prefix='dsrl-run-')
+        run_dir = run_dir or tempfile.mkdtemp(prefix='dsrl-run-')
         key_path = os.path.join(run_dir, 'weights.key')
         env[graph.KEY_FILE_ENV] = key_path
 
@@ -201,24 +216,27 @@ def bringup(args: argparse.Namespace, out: IO[str]) -> int:
     failed = False
     try:
         sup.say('dsrl', f'bringup role {args.role}{" (sim)" if args.sim else ""}, params '
-                        f'{params_file}: {", ".join(n.name for n, _ in commands)}'
+                        f'{params_file}: {", ".join(i.label for i, _ in commands)}'
                 + (' + recorder' if recorder else '')
+                + (f' ({args.robots} robots: {", ".join(options["robots"])})'
+                   if args.robots > 1 else '')
                 + (f'; weights key for this run: {key_path}' if key_path else ''))
         if recorder:  # first, so that it is subscribed when the nodes start publishing
             sup.start('recorder', recorder, env)
         # the learner first, so that nodes verifying weights find the run's key
-        ordered = sorted(commands, key=lambda c: c[0].name != 'learner_node')
-        for n, cmd in ordered:
+        ordered = sorted(commands, key=lambda c: c[0].node.name != 'learner_node')
+        for inst, cmd in ordered:
+            n = inst.node
             if stop.is_set():
                 break
             if key_path and n.uses_key and n.name != 'learner_node':
                 if not wait_for_key(key_path, sup, stop, 60.0):
                     if not stop.is_set():
                         sup.say('dsrl', f'the learner wrote no key to {key_path}: not starting '
-                                        f'{n.name}')
+                                        f'{inst.label}')
                         failed = True
                     break
-            sup.start(n.name, cmd, env)
+            sup.start(inst.label, cmd, env)
         end = time.monotonic() + args.duration if args.duration > 0 else None
         while not stop.is_set() and not failed:
             dead = sup.exited()

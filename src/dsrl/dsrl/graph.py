@@ -7,6 +7,13 @@ options (sim, use_sim_time, lockstep, controller topic, joint names, camera sour
 robot PC runs ``robot`` (sim arm when simulated, reward/reset, policy), the workstation runs
 ``learner``; ``all`` runs both on one machine.
 
+Several robots, one learner (``robots`` > 1): every robot-role node runs once per robot in the
+namespace ``/arm<i>``; the robot-local absolute names (joint states, controller commands, camera,
+object pose, sim reset, /clock, e-stop) are remapped into that namespace, the relative ones
+(reward, episode_status, ...) land there anyway, and ``/dsrl/transitions`` and
+``/dsrl/actor_weights`` stay global: each policy node tags its transitions with its robot id, the
+one learner trains on all of them, keeps statistics per robot and broadcasts one set of weights.
+
 Sim mode without a configured key: the learner generates the weights key for the run into the file
 named by ``DSRL_WEIGHTS_KEY_FILE``, which the bringup sets for every node, and the nodes that
 verify weights start once that file exists. This module imports neither rclpy nor launch.
@@ -73,6 +80,8 @@ LAUNCH_ARGUMENTS = (
                         "file's value."),
     ('camera_source', '', "Where the reward node's frames come from: 'topic' or 'realsense'; "
                           "empty = the params file's value."),
+    ('robots', '1', 'Robots feeding the one learner: with N > 1 the robot nodes run once per '
+                    'robot in namespaces /arm0 ... /arm<N-1> (robot-local topics remapped).'),
     ('record', 'false', 'Record the DSRL topics into a rosbag2 MCAP bag with the dsrl recorder '
                         '(dsrl record) under <$DSRL_DATA or runs/dsrl>/bags/.'),
 )
@@ -105,33 +114,113 @@ def select(role: str, sim: bool, only: Optional[list[str]] = None) -> list[NodeS
     return nodes
 
 
-def overrides(node: NodeSpec, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the parameter overrides of ``node``: use_sim_time plus the options it takes."""
+# Absolute names a robot's nodes use that belong to that robot: remapped into its namespace.
+ROBOT_LOCAL_NAMES = ('/joint_states', '/forward_position_controller/commands',
+                     '/camera/camera/color/image_raw', '/camera/camera/color/camera_info',
+                     '/object_pose', '/sim/reset', '/clock', '/dsrl/estop')
+# Seeds of robot i's sim episodes start at i * SIM_SEED_STRIDE (robot 0 keeps the YAML's seed).
+SIM_SEED_STRIDE = 1_000_000
+
+
+def robot_names(count: int) -> list[str]:
+    """Return the robot ids (and namespaces) of a bringup with ``count`` robots."""
+    if count < 1:
+        raise ValueError(f'robots must be >= 1, got {count}')
+    return [f'arm{i}' for i in range(count)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    """One process of the graph: a node, for one robot ('' = no namespace) or for all."""
+
+    node: NodeSpec
+    robot: str = ''
+    index: int = 0
+
+    @property
+    def label(self) -> str:
+        """Name of the process in logs: ``arm1/policy_node`` or ``learner_node``."""
+        return f'{self.robot}/{self.node.name}' if self.robot else self.node.name
+
+    @property
+    def namespace(self) -> str:
+        """ROS namespace of the process ('' = root)."""
+        return f'/{self.robot}' if self.robot else ''
+
+
+def instances(nodes: list[NodeSpec], robots: int = 1) -> list[Instance]:
+    """Return the processes: robot-role nodes once per robot when ``robots`` > 1."""
+    names = robot_names(robots)
+    out = []
+    for n in nodes:
+        if robots > 1 and n.role == 'robot':
+            out += [Instance(n, r, i) for i, r in enumerate(names)]
+        else:
+            out.append(Instance(n))
+    return out
+
+
+def any_namespace_params(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Return the params document with each ``<node>:`` key written ``/**/<node>:``.
+
+    A params file's plain ``sim_node:`` block matches only ``/sim_node``; namespaced robot
+    processes (``/arm1/sim_node``) need the wildcard form, which matches every namespace.
+    """
+    return {(k if str(k).startswith('/') else f'/**/{k}'): v for k, v in doc.items()}
+
+
+def remappings(inst: Instance) -> list[tuple[str, str]]:
+    """Return the (from, to) remappings of a namespaced robot process ([] otherwise)."""
+    if not inst.robot:
+        return []
+    return [(name, name[1:]) for name in ROBOT_LOCAL_NAMES]
+
+
+def overrides(node: NodeSpec | Instance, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the parameter overrides of a node: use_sim_time, its options, its robot's ids."""
+    inst = node if isinstance(node, Instance) else Instance(node)
+    spec = inst.node
     out: dict[str, Any] = {'use_sim_time': bool(options.get('use_sim_time', False))}
-    for option, param in node.options:
+    for option, param in spec.options:
         value = options.get(option)
         if value is None or value == '' or value == []:
             continue
         out[param] = value
+    robots = options.get('robots') or []
+    if len(robots) > 1:
+        if spec.name == 'learner_node':
+            # one learner for all: accept each robot, episode statistics from each namespace;
+            # it keeps wall time (each robot's lockstep sim has its own /arm<i>/clock)
+            out.update(robot_ids=list(robots), episode_status_topic='/{robot}/episode_status',
+                       use_sim_time=False)
+        elif inst.robot:
+            if spec.name in ('policy_node', 'reward_node'):
+                out['robot_id'] = inst.robot
+            if spec.name == 'policy_node':
+                out['seed'] = inst.index
+            if spec.name == 'sim_node' and inst.index > 0:
+                out['seed'] = inst.index * SIM_SEED_STRIDE
     return out
 
 
 def make_options(sim: bool, use_sim_time: bool = False, lockstep: bool = False,
                  controller_topic: str = '', joint_names: str = '',
-                 camera_source: str = '') -> dict[str, Any]:
+                 camera_source: str = '', robots: int = 1) -> dict[str, Any]:
     """Return the option map :func:`overrides` reads (lockstep implies sim time)."""
+    names = robot_names(robots)
     if lockstep and not sim:
         raise ValueError('lockstep needs the simulated arm (sim)')
     if camera_source not in ('', 'topic', 'realsense'):
         raise ValueError(f"camera_source must be 'topic' or 'realsense', got {camera_source!r}")
-    names = [n.strip() for n in joint_names.split(',') if n.strip()]
+    joints = [n.strip() for n in joint_names.split(',') if n.strip()]
     # In simulation nobody resets the scene by hand: episodes start by themselves (None keeps
     # the YAML value on a real robot, where a person starts them).
     return {'sim': sim, 'sim_auto_start': True if sim else None,
             'use_sim_time': use_sim_time or lockstep,
             'time_mode': 'lockstep' if lockstep else 'realtime',
-            'controller_topic': controller_topic, 'joint_names': names,
-            'camera_source': camera_source}
+            'controller_topic': controller_topic, 'joint_names': joints,
+            'camera_source': camera_source, 'robots': names}
 
 
 def format_param(name: str, value: Any) -> str:
@@ -147,10 +236,17 @@ def format_param(name: str, value: Any) -> str:
     return f'{name}:={text}'
 
 
-def ros_args(node: NodeSpec, params_file: str, options: Mapping[str, Any]) -> list[str]:
-    """Return the command-line arguments of ``node`` after its executable."""
-    args = ['--ros-args', '-r', f'__node:={node.name}', '--params-file', params_file]
-    for name, value in overrides(node, options).items():
+def ros_args(node: NodeSpec | Instance, params_file: str,
+             options: Mapping[str, Any]) -> list[str]:
+    """Return the command-line arguments of a node (or robot instance) after its executable."""
+    inst = node if isinstance(node, Instance) else Instance(node)
+    args = ['--ros-args', '-r', f'__node:={inst.node.name}']
+    if inst.namespace:
+        args += ['-r', f'__ns:={inst.namespace}']
+    for src, dst in remappings(inst):
+        args += ['-r', f'{src}:={dst}']
+    args += ['--params-file', params_file]
+    for name, value in overrides(inst, options).items():
         args += ['-p', format_param(name, value)]
     return args
 

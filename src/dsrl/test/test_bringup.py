@@ -48,6 +48,36 @@ def test_graph_selection_and_overrides():
     assert graph.format_param('x', "it's") == "x:='it''s'"
 
 
+def test_several_robots_namespaces_remaps_and_ids():
+    opts = graph.make_options(sim=True, lockstep=True, robots=2)
+    insts = graph.instances(graph.select('all', sim=True), robots=2)
+    assert [i.label for i in insts] == [
+        'arm0/sim_node', 'arm1/sim_node', 'arm0/reward_node', 'arm1/reward_node',
+        'learner_node', 'arm0/policy_node', 'arm1/policy_node']
+    arm1_policy = insts[-1]
+    assert arm1_policy.namespace == '/arm1'
+    remaps = dict(graph.remappings(arm1_policy))
+    assert remaps['/joint_states'] == 'joint_states' and remaps['/clock'] == 'clock'
+    assert '/dsrl/transitions' not in remaps and '/dsrl/actor_weights' not in remaps
+    assert graph.remappings(insts[4]) == []  # the learner stays in the root namespace
+    assert graph.overrides(arm1_policy, opts) == {
+        'use_sim_time': True, 'time_mode': 'lockstep', 'robot_id': 'arm1', 'seed': 1}
+    assert graph.overrides(insts[1], opts)['seed'] == graph.SIM_SEED_STRIDE
+    assert 'seed' not in graph.overrides(insts[0], opts)  # arm0 keeps the YAML's seed
+    assert graph.overrides(insts[4], opts) == {
+        'use_sim_time': False, 'sim': True, 'robot_ids': ['arm0', 'arm1'],
+        'episode_status_topic': '/{robot}/episode_status'}
+    args = graph.ros_args(arm1_policy, '/p.yaml', opts)
+    assert args[:5] == ['--ros-args', '-r', '__node:=policy_node', '-r', '__ns:=/arm1']
+    assert '/joint_states:=joint_states' in args
+    # one robot: no namespace, no per-robot overrides (the single-robot graph is unchanged)
+    single = graph.instances(graph.select('robot', sim=True), robots=1)
+    assert all(i.namespace == '' and i.label == i.node.name for i in single)
+    assert graph.any_namespace_params({'sim_node': 1, '/**': 2}) == {'/**/sim_node': 1, '/**': 2}
+    with pytest.raises(ValueError, match='robots must be >= 1'):
+        graph.make_options(sim=True, robots=0)
+
+
 def test_every_node_has_a_params_block_and_package():
     doc = yaml.safe_load((ROOT / 'config' / 'dsrl.yaml').read_text())
     for node in graph.NODES:

@@ -215,5 +215,6 @@ def test_episode_stats():
         st.episode_end('arm1' if i == 4 else 'arm0', i, ok, -5.0)
     assert st.success_rate() == pytest.approx(1 / 3) and st.finished == 4
     assert st.success_rate('arm0') == pytest.approx(1 / 3) and st.success_rate('arm1') == 1.0
+    assert (st.count('arm0'), st.count('arm1'), st.count('arm9')) == (3, 1, 0)
     assert st.transition('arm0', 7, -1.0, False) is None
     assert st.transition('arm0', 7, -2.0, True) == -3.0

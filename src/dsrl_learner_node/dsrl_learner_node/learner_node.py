@@ -244,9 +244,18 @@ class LearnerNode(Node):
         self.get_logger().info(
             f'buffer {size}, received {received} ({tps:.1f}/s), rejected {self.rejected}, '
             f'updates {updates} ({ups:.1f}/s), weights v{max(self.published_version, 0)}, '
-            f'episodes {self.episodes.finished}, success {self.episodes.success_rate():.2f}')
+            f'episodes {self.episodes.finished}, success {self.episodes.success_rate():.2f}'
+            + self.per_robot_text())
         if self.train_error is not None:
             raise RuntimeError(f'training thread died: {self.train_error}')
+
+    def per_robot_text(self) -> str:
+        """With several robots: ``; arm0 0.60 of 12, arm1 0.50 of 10`` (window rate, episodes)."""
+        robots = sorted(self.episodes.per_robot)
+        if len(robots) < 2:
+            return ''
+        return '; ' + ', '.join(
+            f'{r} {self.episodes.success_rate(r):.2f} of {self.episodes.count(r)}' for r in robots)
 
     def close(self, checkpoint: bool) -> None:
         """Stop the training thread, write the exit checkpoint, close TensorBoard."""

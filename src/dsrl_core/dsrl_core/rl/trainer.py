@@ -182,6 +182,7 @@ class EpisodeStats:
         self.per_robot: dict[str, collections.deque] = {}
         self.finished = 0
         self._seen: dict[str, int] = {}
+        self._count: dict[str, int] = {}
         self._returns: dict[tuple[str, int], float] = {}
 
     def episode_end(self, robot_id: str, episode_id: int, success: bool,
@@ -194,7 +195,12 @@ class EpisodeStats:
         self.per_robot.setdefault(robot_id, collections.deque(maxlen=self.window)).append(
             bool(success))
         self.finished += 1
+        self._count[robot_id] = self._count.get(robot_id, 0) + 1
         return True
+
+    def count(self, robot_id: str) -> int:
+        """Return the number of finished episodes of ``robot_id``."""
+        return self._count.get(robot_id, 0)
 
     def success_rate(self, robot_id: str | None = None) -> float:
         """Return the success rate over the window (of one robot, or all); NaN before any."""
