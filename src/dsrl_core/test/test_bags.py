@@ -505,3 +505,41 @@ def test_cli_info_and_analyze(run_bag, tmp_path, capsys):
     assert '3 episodes, success rate 0.333' in capsys.readouterr().out
     assert bags_main(['analyze', str(tmp_path / 'missing')]) == 1
     assert 'no such bag' in capsys.readouterr().err
+
+
+def test_learner_warm_start_from_a_bag_and_a_saved_buffer(run_bag, tmp_path):
+    from dsrl_core.policy.base import PolicyMeta
+    from dsrl_core.rl.buffer import ReplayBuffer
+    from dsrl_core.rl.sac import DSRLSAC, SACConfig
+    from dsrl_core.rl.trainer import Trainer
+    meta = PolicyMeta(obs_dim=8, act_dim=3, horizon=4, action_low=(-1.0,) * 3,
+                      action_high=(1.0,) * 3, control_hz=10.0)
+    saved, _ = load_transitions([run_bag])
+    saved.save(tmp_path / 'replay.npz')
+
+    def trainer():
+        algo = DSRLSAC(meta, config=SACConfig(hidden=(16,), batch_size=4, utd_ratio=3))
+        return Trainer(algo, ReplayBuffer(8, (4, 3), (4, 3), 100), utd_ratio=3, warmup=5,
+                       batch_size=4)
+    t = trainer()
+    lines = t.warm_start([str(run_bag), str(tmp_path / 'replay.npz')])
+    assert len(t.buffer) == 12 and t.preloaded == 12 and t.robot_index == {'arm0': 0}
+    assert '6 transitions read, 6 added' in lines[0] and '6 transitions (saved buffer)' in lines[1]
+    # loaded data fill the warm-up but earn no updates; each live transition earns utd_ratio
+    assert t.updates_due() == 0
+    row = {k: v[0] for k, v in saved._chronological().items()}
+    t.add('arm0', {**row, 'reward': -1.0, 'terminated': False, 'truncated': False,
+                   'actor_version': 0})
+    assert t.updates_due() == 3 and len(t.train(10)) == 3
+    assert t.info()['preloaded'] == 12
+    t2 = trainer()
+    t2.restore_info(t.info())
+    assert t2.preloaded == 12
+    # bad inputs: a clear error naming the path, nothing half-loaded from a bad file
+    t3 = trainer()
+    with pytest.raises(ValueError, match='does not exist'):
+        t3.warm_start([str(tmp_path / 'missing')])
+    (tmp_path / 'junk.npz').write_bytes(b'not a zip')
+    with pytest.raises(ValueError, match='junk.npz.*corrupted or unreadable'):
+        t3.warm_start([str(tmp_path / 'junk.npz')])
+    assert len(t3.buffer) == 0

@@ -83,6 +83,10 @@ class LearnerNode(Node):
         self.episodes = EpisodeStats(p.success_window)
         self.losses = StatsAccumulator()
         self.resumed_from = self.resume() if p.resume else None
+        if self.resumed_from is None and p.warm_start_paths():
+            for line in self.trainer.warm_start(p.warm_start_paths(), tuple(p.robot_ids)):
+                self.get_logger().info(f'warm start: {line}')
+            self.get_logger().info(f'warm start: buffer {len(self.trainer.buffer)} transitions')
 
         os.makedirs(tb_dir, exist_ok=True)
         self.writer = SummaryWriter(tb_dir)

@@ -172,6 +172,20 @@ class ReplayBuffer:
             self._write(rows, 0)
             self.total_added = max(int(arrays['total_added']), self._size)
 
+    def extend_from_file(self, path: str | os.PathLike) -> int:
+        """
+        Append the transitions of a file written by :meth:`save` (oldest first); return how many.
+
+        Raises ValueError like :meth:`load`; the buffer is unchanged then.
+        """
+        arrays = self._read(os.fspath(path))
+        n = len(arrays['obs'])
+        if n:
+            self.add_batch(*(arrays[k] for k in ('obs', 'noise', 'action', 'reward', 'next_obs',
+                                                  'terminated', 'truncated', 'actor_version',
+                                                  'robot_id')))
+        return n
+
     def _read(self, path: str) -> dict[str, np.ndarray]:
         expected = set(FIELDS) | {'format_version', 'total_added'}
         try:

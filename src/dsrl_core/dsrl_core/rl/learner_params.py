@@ -68,6 +68,10 @@ class LearnerNodeParams:
     keep_checkpoints: int = 2
     # Resume from the newest checkpoint in checkpoint_dir at start.
     resume: bool = True
+    # Warm start when no checkpoint is resumed: comma-separated bags (dsrl record folders or .mcap
+    # files) and/or saved buffers (.npz, e.g. from `dsrl to-buffer`) whose transitions are loaded
+    # into the replay buffer (checked like live ones; they earn no updates of their own).
+    warm_start: str = ''
     # Write a checkpoint when the node shuts down cleanly.
     checkpoint_on_exit: bool = True
     # Updates between TensorBoard loss scalars (means over those updates).
@@ -122,6 +126,10 @@ class LearnerNodeParams:
         if '{robot}' not in self.episode_status_topic:
             return [self.episode_status_topic]
         return [self.episode_status_topic.replace('{robot}', r) for r in self.robot_ids]
+
+    def warm_start_paths(self) -> list[str]:
+        """Return the warm-start paths (``warm_start`` split at commas, blanks dropped)."""
+        return [x.strip() for x in self.warm_start.split(',') if x.strip()]
 
     def accepts_robot(self, robot_id: str) -> bool:
         """Return whether transitions of ``robot_id`` are accepted."""

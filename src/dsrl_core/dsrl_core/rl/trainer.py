@@ -6,7 +6,9 @@ The learner's training logic, free of ROS: transition checks, UTD accounting, st
 * :class:`Trainer` owns the algorithm, the replay buffer and the update-to-data accounting: with
   ``n`` transitions received in total and warm-up ``w``, updates are allowed up to
   ``utd_ratio * (n - w + 1)`` once ``n >= w`` (nothing before the warm-up). When it has done that
-  many it is idle until new data arrives. Training and checkpointing share one lock.
+  many it is idle until new data arrives. Transitions loaded at start (:meth:`Trainer.warm_start`,
+  from bags or a saved buffer) count towards the warm-up but earn no updates themselves: training
+  follows the live data. Training and checkpointing share one lock.
 * :class:`EpisodeStats` keeps success rate and returns per robot and overall.
 * :func:`build_algorithm` makes DSRL-SAC or DSRL-NA from the learner parameters.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import os
 import threading
 from typing import Any, Callable
 
@@ -108,6 +111,8 @@ class Trainer:
         self.lock = threading.Lock()  # held during updates and while a checkpoint is taken
         self.rng = np.random.default_rng(seed)
         self.robot_index: dict[str, int] = {}
+        # transitions loaded by warm_start (they count for the warm-up, earn no updates)
+        self.preloaded = 0
 
     @property
     def num_updates(self) -> int:
@@ -124,7 +129,9 @@ class Trainer:
     def allowed_updates(self) -> int:
         """Return the total number of updates the data received so far allows."""
         n = self.buffer.total_added
-        return 0 if n < self.warmup else self.utd_ratio * (n - self.warmup + 1)
+        if n < self.warmup:
+            return 0
+        return self.utd_ratio * max(0, n - max(self.warmup - 1, self.preloaded))
 
     def updates_due(self) -> int:
         """Return how many updates may be done now (0 = wait for data)."""
@@ -139,14 +146,46 @@ class Trainer:
                 stats.append(self.algorithm.update(batch))
         return stats
 
+    def warm_start(self, paths: list[str], robot_ids: tuple[str, ...] = ('*',)) -> list[str]:
+        """
+        Load transitions from bags (folders or .mcap files) or saved buffers (``.npz``).
+
+        Bag transitions are checked as live ones are. Returns one report line per path; raises
+        ValueError (with the path) when a file is missing, unreadable or of another shape.
+        """
+        from dsrl_core.bags.learn import load_transitions
+        from dsrl_core.bags.reader import BagError
+        lines = []
+        with self.lock:
+            for path in paths:
+                if not os.path.exists(path):
+                    raise ValueError(f'warm start: {path} does not exist')
+                before = len(self.buffer)
+                if path.endswith('.npz'):
+                    n = self.buffer.extend_from_file(path)  # ValueError naming a bad file
+                    lines.append(f'{path}: {n} transitions (saved buffer)')
+                else:
+                    try:
+                        _, report = load_transitions([path], self.buffer, robot_ids=robot_ids,
+                                                     robot_index=self.robot_index)
+                    except BagError as exc:
+                        raise ValueError(f'warm start: {exc}') from exc
+                    self.robot_index.update(report.robot_index)
+                    lines.append(f'{path}: {report}')
+                if len(self.buffer) == before and len(self.buffer) < self.buffer.capacity:
+                    raise ValueError(f'warm start: {path} added no transition')
+            self.preloaded = self.buffer.total_added
+        return lines
+
     def info(self) -> dict[str, Any]:
         """Return the counters a checkpoint stores besides algorithm and buffer."""
-        return {'robot_index': dict(self.robot_index),
+        return {'robot_index': dict(self.robot_index), 'preloaded': self.preloaded,
                 'rng': self.rng.bit_generator.state}
 
     def restore_info(self, info: dict[str, Any]) -> None:
         """Restore what :meth:`info` returned."""
         self.robot_index = {str(k): int(v) for k, v in info.get('robot_index', {}).items()}
+        self.preloaded = int(info.get('preloaded', 0))
         if 'rng' in info:
             self.rng.bit_generator.state = info['rng']
 
