@@ -57,8 +57,11 @@ class BenchConfig:
     warmup: int = 2
     # Gradient updates per collected chunk transition (update-to-data ratio).
     utd: int = 20
-    # Update-to-data ratio of DSRL-NA (each of its updates calls the base policy twice).
+    # Update-to-data ratio of DSRL-NA (each of its updates calls the base policy 1 + n_distill
+    # times).
     utd_na: int = 10
+    # DSRL-NA: noise-critic distillation steps per update.
+    n_distill: int = 1
     # Hidden layers of actor and critics.
     hidden: tuple[int, ...] = (128, 128, 128)
     # Minibatch size.
@@ -93,7 +96,8 @@ def make_agent(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
             utd_ratio=cfg.utd, action_magnitude=cfg.action_magnitude, **common))
     if method == 'dsrl_na':
         return DSRLNA(policy, config=NAConfig(
-            utd_ratio=cfg.utd_na, action_magnitude=cfg.action_magnitude, **common))
+            utd_ratio=cfg.utd_na, action_magnitude=cfg.action_magnitude,
+            n_distill=cfg.n_distill, **common))
     if method == 'sac_action':
         return SAC(policy.meta.obs_dim, policy.meta.noise_dim, SACConfig(
             utd_ratio=cfg.utd, action_magnitude=1.0, target_entropy=None, **common))
@@ -265,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--warmup', type=int, default=d.warmup)
     p.add_argument('--utd', type=int, default=d.utd)
     p.add_argument('--utd-na', type=int, default=d.utd_na)
+    p.add_argument('--n-distill', type=int, default=d.n_distill,
+                   help='DSRL-NA: noise-critic distillation steps per update')
     p.add_argument('--hidden', type=int, nargs='+', default=list(d.hidden))
     p.add_argument('--batch-size', type=int, default=d.batch_size)
     p.add_argument('--init-alpha', type=float, default=d.init_alpha)
@@ -280,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                       warmup=a.warmup, utd=a.utd, utd_na=a.utd_na, hidden=tuple(a.hidden),
                       batch_size=a.batch_size, threads=a.threads,
                       init_alpha=a.init_alpha, action_magnitude=a.magnitude,
-                      gamma=a.gamma, exploration=a.exploration)
+                      gamma=a.gamma, exploration=a.exploration, n_distill=a.n_distill)
     torch.set_num_threads(cfg.threads)
     policy = DiffusionPolicy.load(a.checkpoint)
     before = [p_.detach().clone() for p_ in policy.parameters()]
