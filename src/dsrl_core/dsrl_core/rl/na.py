@@ -38,12 +38,12 @@ from dsrl_core.policy.base import BasePolicy
 from dsrl_core.rl.networks import CriticEnsemble, polyak_update, TanhGaussianActor
 from dsrl_core.rl.sac import (
     actor_act,
-    check_state_header,
+    algorithm_state,
     freeze,
+    load_algorithm_state,
     make_adam,
     make_generator,
     SACConfig,
-    STATE_FORMAT_VERSION,
 )
 
 
@@ -264,41 +264,17 @@ class DSRLNA:
         """Load noise-actor weights (strict: names and shapes must match)."""
         self.actor.load_state_dict(state_dict)
 
+    def _stateful(self) -> dict[str, Any]:
+        """Name -> network or optimiser whose state a checkpoint holds."""
+        return {'actor': self.actor, 'q_action': self.q_action,
+                'q_action_target': self.q_action_target, 'q_noise': self.q_noise,
+                'actor_optim': self.actor_optim, 'q_action_optim': self.q_action_optim,
+                'q_noise_optim': self.q_noise_optim, 'alpha_optim': self.alpha_optim}
+
     def state_dict(self) -> dict[str, Any]:
         """Return a deep copy of everything needed to resume training (not the base policy)."""
-        return copy.deepcopy({
-            'format_version': STATE_FORMAT_VERSION,
-            'algorithm': type(self).__name__,
-            'obs_dim': self.obs_dim,
-            'act_dim': self.act_dim,
-            'config': dataclasses.asdict(self.config),
-            'actor': self.actor.state_dict(),
-            'q_action': self.q_action.state_dict(),
-            'q_action_target': self.q_action_target.state_dict(),
-            'q_noise': self.q_noise.state_dict(),
-            'actor_optim': self.actor_optim.state_dict(),
-            'q_action_optim': self.q_action_optim.state_dict(),
-            'q_noise_optim': self.q_noise_optim.state_dict(),
-            'alpha_optim': self.alpha_optim.state_dict(),
-            'log_alpha': self.log_alpha.detach().clone(),
-            'num_updates': self.num_updates,
-            'rng': self._gen.get_state(),
-            'act_rng': self._act_gen.get_state(),
-        })
+        return algorithm_state(self)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` (the networks' shapes must match this object's)."""
-        check_state_header(state_dict, type(self).__name__, self.obs_dim, self.act_dim)
-        self.actor.load_state_dict(state_dict['actor'])
-        self.q_action.load_state_dict(state_dict['q_action'])
-        self.q_action_target.load_state_dict(state_dict['q_action_target'])
-        self.q_noise.load_state_dict(state_dict['q_noise'])
-        self.actor_optim.load_state_dict(state_dict['actor_optim'])
-        self.q_action_optim.load_state_dict(state_dict['q_action_optim'])
-        self.q_noise_optim.load_state_dict(state_dict['q_noise_optim'])
-        self.alpha_optim.load_state_dict(state_dict['alpha_optim'])
-        with torch.no_grad():
-            self.log_alpha.copy_(state_dict['log_alpha'])
-        self.num_updates = int(state_dict['num_updates'])
-        self._gen.set_state(state_dict['rng'])
-        self._act_gen.set_state(state_dict['act_rng'])
+        load_algorithm_state(self, state_dict)

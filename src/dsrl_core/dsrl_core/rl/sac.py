@@ -251,40 +251,51 @@ class SAC:
         """Load actor weights (strict: names and shapes must match)."""
         self.actor.load_state_dict(state_dict)
 
+    def _stateful(self) -> dict[str, Any]:
+        """Name -> network or optimiser whose state a checkpoint holds."""
+        return {'actor': self.actor, 'critic': self.critic, 'critic_target': self.critic_target,
+                'actor_optim': self.actor_optim, 'critic_optim': self.critic_optim,
+                'alpha_optim': self.alpha_optim}
+
     def state_dict(self) -> dict[str, Any]:
         """Return a deep copy of everything needed to resume training bit for bit."""
-        return copy.deepcopy({
-            'format_version': STATE_FORMAT_VERSION,
-            'algorithm': type(self).__name__,
-            'obs_dim': self.obs_dim,
-            'act_dim': self.act_dim,
-            'config': dataclasses.asdict(self.config),
-            'actor': self.actor.state_dict(),
-            'critic': self.critic.state_dict(),
-            'critic_target': self.critic_target.state_dict(),
-            'actor_optim': self.actor_optim.state_dict(),
-            'critic_optim': self.critic_optim.state_dict(),
-            'alpha_optim': self.alpha_optim.state_dict(),
-            'log_alpha': self.log_alpha.detach().clone(),
-            'num_updates': self.num_updates,
-            'rng': self._gen.get_state(),
-            'act_rng': self._act_gen.get_state(),
-        })
+        return algorithm_state(self)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` (the networks' shapes must match this object's)."""
-        check_state_header(state_dict, type(self).__name__, self.obs_dim, self.act_dim)
-        self.actor.load_state_dict(state_dict['actor'])
-        self.critic.load_state_dict(state_dict['critic'])
-        self.critic_target.load_state_dict(state_dict['critic_target'])
-        self.actor_optim.load_state_dict(state_dict['actor_optim'])
-        self.critic_optim.load_state_dict(state_dict['critic_optim'])
-        self.alpha_optim.load_state_dict(state_dict['alpha_optim'])
-        with torch.no_grad():
-            self.log_alpha.copy_(state_dict['log_alpha'])
-        self.num_updates = int(state_dict['num_updates'])
-        self._gen.set_state(state_dict['rng'])
-        self._act_gen.set_state(state_dict['act_rng'])
+        load_algorithm_state(self, state_dict)
+
+
+def algorithm_state(algo: Any) -> dict[str, Any]:
+    """
+    Deep copy of an algorithm's training state (SAC, DSRL-SAC, DSRL-NA).
+
+    The header (format, algorithm, dims, config), every entry of ``algo._stateful()``, the
+    temperature, the update counter and both random generators.
+    """
+    state = {
+        'format_version': STATE_FORMAT_VERSION,
+        'algorithm': type(algo).__name__,
+        'obs_dim': algo.obs_dim,
+        'act_dim': algo.act_dim,
+        'config': dataclasses.asdict(algo.config),
+    }
+    state.update({name: obj.state_dict() for name, obj in algo._stateful().items()})
+    state.update(log_alpha=algo.log_alpha.detach().clone(), num_updates=algo.num_updates,
+                 rng=algo._gen.get_state(), act_rng=algo._act_gen.get_state())
+    return copy.deepcopy(state)
+
+
+def load_algorithm_state(algo: Any, state_dict: Mapping[str, Any]) -> None:
+    """Restore what :func:`algorithm_state` returned (header checked first)."""
+    check_state_header(state_dict, type(algo).__name__, algo.obs_dim, algo.act_dim)
+    for name, obj in algo._stateful().items():
+        obj.load_state_dict(state_dict[name])
+    with torch.no_grad():
+        algo.log_alpha.copy_(state_dict['log_alpha'])
+    algo.num_updates = int(state_dict['num_updates'])
+    algo._gen.set_state(state_dict['rng'])
+    algo._act_gen.set_state(state_dict['act_rng'])
 
 
 def check_state_header(state_dict: Mapping[str, Any], algorithm: str, obs_dim: int,
