@@ -47,3 +47,26 @@ def test_steering_loop_runs_and_keeps_base_policy_frozen():
         assert all(0.0 <= sr <= 1.0 for _, sr in r['curve'])
         assert r['updates'] > 0 and len(r['train_success']) == 3
     assert all(torch.equal(b, p) for b, p in zip(before, policy.parameters()))
+
+
+def test_evaluate_with_the_actor_of_a_learner_checkpoint(tmp_path, capsys):
+    from dsrl_core.policy.evaluate import learner_noise_fn, main
+    from dsrl_core.rl import checkpoint as ck
+    from dsrl_core.rl.buffer import ReplayBuffer
+    from dsrl_core.rl.sac import DSRLSAC, SACConfig
+    policy = load_policy()
+    meta = policy.meta
+    algo = DSRLSAC(meta, config=SACConfig(hidden=(32, 32), seed=3))
+    algo.set_obs_normalizer(policy.obs_mean, policy.obs_std)
+    ck.write_checkpoint(str(tmp_path / 'ckpts'), algo, ReplayBuffer(8, (4, 3), (4, 3), 10), {})
+    fn, what = learner_noise_fn(str(tmp_path / 'ckpts'), meta)
+    obs = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    np.testing.assert_allclose(fn(obs), algo.act(obs, deterministic=True), atol=1e-6)
+    assert 'deterministic DSRLSAC actor' in what and '0 updates' in what
+    assert main(['--episodes', '2', '--threads', '1', '--learner-checkpoint',
+                 str(tmp_path / 'ckpts')]) == 0
+    assert 'with the deterministic DSRLSAC actor' in capsys.readouterr().out
+    assert main(['--episodes', '2', '--learner-checkpoint', str(tmp_path / 'none')]) == 2
+    (tmp_path / 'empty').mkdir()
+    assert main(['--episodes', '2', '--learner-checkpoint', str(tmp_path / 'empty')]) == 2
+    assert 'no learner checkpoint in' in capsys.readouterr().out
