@@ -70,3 +70,13 @@ def test_evaluate_with_the_actor_of_a_learner_checkpoint(tmp_path, capsys):
     (tmp_path / 'empty').mkdir()
     assert main(['--episodes', '2', '--learner-checkpoint', str(tmp_path / 'empty')]) == 2
     assert 'no learner checkpoint in' in capsys.readouterr().out
+
+
+def test_diagnose_runs_small(capsys):
+    from dsrl_core.bench.diagnose import first_chunk_leverage, main
+    lev = first_chunk_leverage(load_policy(), starts=1, candidates=2, repeats=2)
+    assert lev.shape == (1, 2) and ((lev >= 0) & (lev <= 1)).all()
+    assert main(['--starts', '1', '--candidates', '2', '--repeats', '1', '--episodes', '4']) == 0
+    out = capsys.readouterr().out
+    assert '[1] first-chunk leverage over 1 starts' in out
+    assert 'classifier on (noise)' in out and 'classifier on (action)' in out
