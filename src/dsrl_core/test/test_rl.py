@@ -701,3 +701,30 @@ def test_sac_learns_pendulum():
     from dsrl_core.bench.pendulum import run
     result = run(steps=5000, seed=0, warmup=1000, eval_every=5000, eval_episodes=10, log=False)
     assert result['final_mean_return'] > -400.0
+
+
+def test_kl_to_prior_regularises_towards_the_base_noise():
+    from dsrl_core.rl.sac import prior_log_prob
+    w = torch.randn(5, 12)
+    want = torch.distributions.Normal(0.0, 1.0).log_prob(w).sum(-1)
+    torch.testing.assert_close(prior_log_prob(w), want)
+    # With a flat critic (reward 0 everywhere) the KL-regularised actor drifts towards N(0, I)
+    # (mean 0, std ~1 before the squash), the entropy-regularised one towards the widest spread.
+    rng = np.random.default_rng(0)
+    batch = {'obs': rng.standard_normal((64, 3)).astype(np.float32),
+             'action': rng.uniform(-1, 1, (64, 2)).astype(np.float32),
+             'reward': np.zeros(64, np.float32),
+             'next_obs': rng.standard_normal((64, 3)).astype(np.float32),
+             'terminated': np.zeros(64, np.float32)}
+    spread = {}
+    for kl in (True, False):
+        sac = SAC(3, 2, SACConfig(hidden=(32,), kl_to_prior=kl, action_magnitude=3.0,
+                                  init_alpha=1.0, target_entropy=100.0,  # alpha only rises
+                                  lr=3e-3, seed=0))
+        for _ in range(300):
+            stats = sac.update(batch)
+        assert all(np.isfinite(v) for v in stats.values())
+        a = sac.act(np.zeros((2000, 3), np.float32))
+        spread[kl] = float(np.std(a))
+    # N(0, 1) squashed by 3 tanh(u / ...) keeps most mass inside +-2; max entropy pushes outwards
+    assert 0.7 < spread[True] < 1.3 < spread[False], spread

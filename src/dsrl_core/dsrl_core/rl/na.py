@@ -43,6 +43,7 @@ from dsrl_core.rl.sac import (
     load_algorithm_state,
     make_adam,
     make_generator,
+    prior_log_prob,
     SACConfig,
 )
 
@@ -168,6 +169,8 @@ class DSRLNA:
 
         # Temperature, from a fresh actor sample (also used by the actor step below).
         w, log_prob = self.actor(obs, generator=self._gen)
+        if cfg.kl_to_prior:
+            log_prob = log_prob - prior_log_prob(w)
         alpha_loss = (-self.log_alpha.exp() * (log_prob.detach() + self.target_entropy)).mean()
         self.alpha_optim.zero_grad(set_to_none=True)
         alpha_loss.backward()
@@ -202,6 +205,8 @@ class DSRLNA:
         ``a' = pi_dp(s', w')`` with ``w' ~ pi^W(. | s')`` (drawn from the update generator).
         """
         next_w, next_log_prob = self.actor(next_obs, generator=self._gen)
+        if self.config.kl_to_prior:
+            next_log_prob = next_log_prob - prior_log_prob(next_w)
         next_q = self.q_action_target(next_obs, self._decode(next_obs, next_w)).min(0).values
         if self.config.backup_entropy:
             next_q = next_q - alpha * next_log_prob

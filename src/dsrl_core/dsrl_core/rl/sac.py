@@ -20,7 +20,12 @@ import numpy as np
 import torch
 
 from dsrl_core.policy.base import PolicyMeta
-from dsrl_core.rl.networks import CriticEnsemble, polyak_update, TanhGaussianActor
+from dsrl_core.rl.networks import (
+    CriticEnsemble,
+    HALF_LOG_2PI,
+    polyak_update,
+    TanhGaussianActor,
+)
 
 # Bumped whenever the layout of ``state_dict()`` changes.
 STATE_FORMAT_VERSION = 1
@@ -46,8 +51,13 @@ class SACConfig:
     batch_size: int = 256
     # Initial entropy temperature alpha.
     init_alpha: float = 1.0
-    # Target entropy of the actor; None means -act_dim (the usual SAC heuristic).
+    # Target entropy of the actor; None means -act_dim (the usual SAC heuristic). With
+    # kl_to_prior, minus the KL budget in nats (e.g. -3.0: alpha rises when the KL exceeds 3).
     target_entropy: float | None = 0.0
+    # Regularise towards the base policy's noise N(0, I) instead of towards maximum entropy: the
+    # entropy terms use log pi(w|s) - log N(w; 0, I), a sample of KL(pi || N(0, I)). At a large
+    # alpha the actor is the plain base policy; it departs only where the critic says so.
+    kl_to_prior: bool = False
     # The actor's actions lie in [-action_magnitude, action_magnitude].
     action_magnitude: float = 1.5
     # Clamp range of the actor's log standard deviation.
@@ -80,6 +90,11 @@ class SACConfig:
             raise ValueError('log_std_min must be < log_std_max')
         if self.utd_ratio < 1:
             raise ValueError(f'utd_ratio must be >= 1, got {self.utd_ratio}')
+
+
+def prior_log_prob(w: torch.Tensor) -> torch.Tensor:
+    """Return log N(w; 0, I) summed over the last axis (the base policy's noise density)."""
+    return -0.5 * w.square().sum(-1) - w.shape[-1] * HALF_LOG_2PI
 
 
 def make_adam(params: Any, lr: float) -> torch.optim.Adam:
@@ -193,6 +208,8 @@ class SAC:
         # Critic: soft TD target with the minimum over the target ensemble.
         with torch.no_grad():
             next_action, next_log_prob = self.actor(next_obs, generator=self._gen)
+            if self.config.kl_to_prior:
+                next_log_prob = next_log_prob - prior_log_prob(next_action)
             next_q = self.critic_target(next_obs, next_action).min(0).values
             target_q = reward + gamma * (1.0 - terminated) * (next_q - alpha * next_log_prob)
         q = self.critic(obs, action)
@@ -203,6 +220,8 @@ class SAC:
 
         # Actor: maximise min-Q plus entropy; gradients only reach the actor's parameters.
         pi_action, log_prob = self.actor(obs, generator=self._gen)
+        if self.config.kl_to_prior:
+            log_prob = log_prob - prior_log_prob(pi_action)
         pi_q = self.critic(obs, pi_action).min(0).values
         actor_loss = (alpha * log_prob - pi_q).mean()
         self.actor_optim.zero_grad(set_to_none=True)
