@@ -77,7 +77,8 @@ def test_noise_source_modes_and_weights():
     src.mode = 'train'
     # per-episode exploration: one draw per episode, so the same obs gives the same noise within
     # an episode and a different one in the next
-    assert src.exploration == 'episode'
+    assert src.exploration == 'chunk'  # the default: a new draw per chunk
+    src.exploration = 'episode'
     np.testing.assert_array_equal(src.noise(obs, 1), src.noise(obs, 1))
     assert not np.allclose(src.noise(obs, 1), src.noise(obs, 2))
     assert not np.allclose(src.noise(obs, 2), src.noise(np.zeros(8, np.float32), 2))

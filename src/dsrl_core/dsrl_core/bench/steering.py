@@ -78,7 +78,7 @@ class BenchConfig:
     threads: int = 2
     # Exploration of the stochastic actor while collecting: 'episode' draws the actor's
     # standard-normal eps once per episode (temporally correlated, gSDE-like), 'chunk' per chunk.
-    exploration: str = 'episode'
+    exploration: str = 'chunk'
 
 
 def _chunk_to_unit(chunk: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ class PolicyNodeParams:
     # Exploration in 'train' mode: 'episode' keeps the actor's standard-normal draw for a whole
     # episode (temporally correlated, a consistent behaviour per episode), 'chunk' draws anew for
     # every chunk.
-    exploration: str = 'episode'
+    exploration: str = 'chunk'
     # 'realtime' (a steady control-rate timer executes the chunk) or 'lockstep' (one action per
     # simulated step, sent when that step's observation and reward have arrived; use_sim_time).
     time_mode: str = 'realtime'

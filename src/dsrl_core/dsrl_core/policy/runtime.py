@@ -102,7 +102,7 @@ class NoiseSource:
     """The noise actor of one policy node and the noise it chooses (see the module docstring)."""
 
     def __init__(self, meta: PolicyMeta, hidden: Sequence[int], layer_norm: bool,
-                 magnitude: float, mode: str, seed: int = 0, exploration: str = 'episode') -> None:
+                 magnitude: float, mode: str, seed: int = 0, exploration: str = 'chunk') -> None:
         """
         Build the actor sized from ``meta`` (obs_dim -> T * act_dim); version 0 = N(0, I).
 
