@@ -97,6 +97,7 @@ def _stop(proc: subprocess.Popen, timeout: float = 60.0) -> None:
 
 TIMING = re.compile(r'timing: cycle n=(\d+) p50=([\d.na]+) p99=([\d.na]+) ms \(p99/period '
                     r'([\d.na]+)\), obs->command n=(\d+) p50=([\d.na]+) p99=([\d.na]+) ms, '
+                    r'weights publish->verified n=(\d+) p50=([\d.na]+) p99=([\d.na]+) ms, '
                     r'weights publish->applied n=(\d+) p50=([\d.na]+) p99=([\d.na]+) ms')
 
 
@@ -128,8 +129,9 @@ def live_graph(seconds: float, out: pathlib.Path, domain: int) -> dict:
     ups = [float(x) for x in re.findall(r'\[learner_node\].*updates \d+ \(([\d.]+)/s\)', text)]
     return {'cycles': int(g[0]), 'cycle_p50': float(g[1]), 'cycle_p99': float(g[2]),
             'cycle_p99_over_period': float(g[3]), 'obs_cmd_n': int(g[4]),
-            'obs_cmd_p50': float(g[5]), 'obs_cmd_p99': float(g[6]), 'weights_n': int(g[7]),
-            'weights_p50': float(g[8]), 'weights_p99': float(g[9]),
+            'obs_cmd_p50': float(g[5]), 'obs_cmd_p99': float(g[6]), 'verified_n': int(g[7]),
+            'verified_p50': float(g[8]), 'verified_p99': float(g[9]), 'weights_n': int(g[10]),
+            'weights_p50': float(g[11]), 'weights_p99': float(g[12]),
             'learner_ups_live': float(np.median(ups[1:])) if len(ups) > 1 else float('nan'),
             'log': str(log_path)}
 
@@ -148,7 +150,7 @@ def learner_alone(n: int, rate: float, out: pathlib.Path, domain: int) -> dict:
     doc = yaml.safe_load(pathlib.Path(graph.default_params_file()).read_text())
     lp = doc['learner_node']['ros__parameters']
     lp.update(data_dir=str(out / 'learner_alone'), resume=False, checkpoint_on_exit=False,
-              checkpoint_every_s=0.0, warmup_transitions=256, utd_ratio=100000,
+              checkpoint_every_s=0.0, warmup_transitions=256, utd_ratio=100000, cpu_nice=0,
               stats_period_s=2.0, sim=True)
     params = out / 'learner.yaml'
     params.write_text(yaml.safe_dump({'learner_node': doc['learner_node']}))
@@ -264,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
               f"p99 {r['cycle_p99']:.2f} ms -> p99 / period {r['cycle_p99_over_period']:.3f} "
               f"(target <= 0.25); observation -> command p50 {r['obs_cmd_p50']:.2f} ms p99 "
               f"{r['obs_cmd_p99']:.2f} ms = {ratio:.2f}x bare sample() p99 (target <= 1.5x); "
-              f"weights publish -> applied ({r['weights_n']} swaps) p50 {r['weights_p50']:.0f} "
-              f"ms p99 {r['weights_p99']:.0f} ms (applied at chunk boundaries, chunk = 400 ms); "
+              f"weights publish -> verified ({r['verified_n']}) p50 {r['verified_p50']:.1f} ms "
+              f"p99 {r['verified_p99']:.1f} ms (target <= 100 ms), -> applied "
+              f"({r['weights_n']} swaps) p50 {r['weights_p50']:.0f} ms p99 "
+              f"{r['weights_p99']:.0f} ms (at chunk boundaries: chunk = 400 ms, none between "
+              f"episodes); "
               f"learner {r['learner_ups_live']:.0f} updates/s alongside. Log: {r['log']}",
               flush=True)
     if 3 in parts:

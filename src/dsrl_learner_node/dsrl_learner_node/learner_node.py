@@ -64,6 +64,8 @@ class LearnerNode(Node):
         p: LearnerNodeParams = declare_schema(self, LearnerNodeParams)
         self.p = p
         torch.set_num_threads(p.torch_threads)
+        if p.cpu_nice > 0:
+            os.nice(p.cpu_nice)
         data_dir, self.checkpoint_dir, tb_dir = p.resolved_dirs()
         self.key, key_source = resolve_key(p.key_file, p.sim,
                                            os.path.join(data_dir, 'sim_weights.key'))
@@ -111,7 +113,8 @@ class LearnerNode(Node):
         self.get_logger().info(
             f'learner up: {p.algorithm}, obs_dim {self.meta.obs_dim}, noise {self.noise_shape}, '
             f'hidden {list(p.hidden)}, batch {p.batch_size}, UTD {p.utd_ratio}, warm-up '
-            f'{p.warmup_transitions}, key {key_source}, checkpoints {self.checkpoint_dir}, '
+            f'{p.warmup_transitions}, nice +{p.cpu_nice}, key {key_source}, checkpoints '
+            f'{self.checkpoint_dir}, '
             f'TensorBoard {tb_dir}'
             + (f', resumed from {self.resumed_from}' if self.resumed_from else ''))
 

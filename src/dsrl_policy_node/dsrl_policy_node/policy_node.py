@@ -235,6 +235,8 @@ class PolicyNode(Node):
             stamp = time_to_ns(msg.header.stamp)
             if stamp > 0:
                 self.weights_stamp_ns[int(msg.version)] = stamp
+                self.timing.add('weights_verified',
+                                (self.get_clock().now().nanoseconds - stamp) / 1e6)
         self.get_logger().info(f'actor weights v{msg.version} verified; applied at the next '
                                'chunk boundary')
 

@@ -16,7 +16,8 @@ The policy node's logic without ROS: observation layout, safety clamp, noise sou
   observation).
 * ``RewardBook``: per-step rewards keyed by stamp, summed over a chunk's window.
 * ``TimingStats``: rolling windows of the node's timings (control cycle, observation -> command,
-  weights publish -> applied) and their percentiles for the periodic timing log line.
+  weights publish -> verified and -> applied at a chunk boundary) and their percentiles for the
+  periodic timing log line.
 
 All times are integer nanoseconds of the caller's clock (sim time in lockstep).
 """
@@ -140,7 +141,7 @@ class NoiseSource:
                 self._eps_episode = episode_id
             eps = self._eps
         o = torch.as_tensor(np.asarray(obs, dtype=np.float32)).unsqueeze(0)
-        with torch.no_grad():
+        with torch.inference_mode():
             w, _ = self.actor(o, deterministic=self.mode == 'eval', with_log_prob=False,
                               generator=self.generator, eps=eps)
         return w[0].reshape(shape).numpy()
@@ -289,7 +290,7 @@ class TimingStats:
     ``window`` values; ``line(period_ms)`` formats every series for the node's timing log.
     """
 
-    SERIES = ('cycle', 'obs_to_command', 'weights_applied')
+    SERIES = ('cycle', 'obs_to_command', 'weights_verified', 'weights_applied')
 
     def __init__(self, window: int = 2000) -> None:
         if window < 1:
@@ -316,6 +317,8 @@ class TimingStats:
                  f'(p99/period {p99 / period_ms:.3f})']
         n, p50, p99 = self.percentiles('obs_to_command')
         parts.append(f'obs->command n={n} p50={p50:.2f} p99={p99:.2f} ms')
+        n, p50, p99 = self.percentiles('weights_verified')
+        parts.append(f'weights publish->verified n={n} p50={p50:.1f} p99={p99:.1f} ms')
         n, p50, p99 = self.percentiles('weights_applied')
         parts.append(f'weights publish->applied n={n} p50={p50:.1f} p99={p99:.1f} ms')
         return 'timing: ' + ', '.join(parts)

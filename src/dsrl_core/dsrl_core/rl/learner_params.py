@@ -82,6 +82,9 @@ class LearnerNodeParams:
     success_window: int = 20
     # torch threads of the training thread (the CPU is shared with the other nodes).
     torch_threads: int = 1
+    # Raise the learner process's niceness by this much at start (0 = leave it): on a machine it
+    # shares with the policy node, training then yields the CPU to the control loop.
+    cpu_nice: int = 10
     # Torch device of the networks ('cpu', 'cuda', 'cuda:1').
     device: str = 'cpu'
     # Topic of the incoming transitions (dsrl_msgs/Transition).
@@ -107,6 +110,7 @@ class LearnerNodeParams:
             check_range(name, getattr(self, name), 1)
         check_range('warmup_transitions', self.warmup_transitions, 1, self.buffer_capacity)
         check_range('n_distill', self.n_distill, 0)
+        check_range('cpu_nice', self.cpu_nice, 0, 19)
         check_range('checkpoint_every_s', self.checkpoint_every_s, 0.0)
         if self.stats_period_s <= 0:
             raise ParamError(f'stats_period_s must be positive, got {self.stats_period_s}')
