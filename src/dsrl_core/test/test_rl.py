@@ -312,6 +312,33 @@ def test_na_distillation_lowers_q_noise_regression_loss():
         assert torch.equal(p, q)  # distillation must not move Q^A
 
 
+def test_na_distillation_pool_decodes_once_and_lowers_the_loss():
+    policy = TanhMLPPolicy()
+    agent = na_agent(policy, lr=1e-3, pool_noises=8, pool_states=4, pool_capacity=100,
+                     n_distill=0)
+    batch = latent_batch(policy, batch_size=64)
+    for _ in range(20):  # each update adds 4 states x 8 noises to the ring (capacity 100)
+        agent.update(dict(batch, reward=batch['action'].sum((1, 2))))
+    assert agent._pool_size == 100 and agent._pool_ptr == (20 * 32) % 100
+    o, w, chunk = agent._pool
+    # pool rows are (state, noise, the normalised chunk the base policy decodes it to)
+    torch.testing.assert_close(chunk, agent.normalize_actions(
+        policy.sample(o, w.reshape((-1,) + policy.meta.noise_shape))))
+    target = agent.q_action(o, chunk).min(0).values.detach()
+    with torch.no_grad():
+        before = agent.distill_loss(o, w, target).item()
+    calls, sample = [], policy.sample
+    policy.sample = lambda o, n: (calls.append(len(o)), sample(o, n))[1]
+    for _ in range(150):
+        agent.distill_step(batch['obs'])
+    assert calls == []  # no base-policy call in pooled distillation
+    with torch.no_grad():
+        after = agent.distill_loss(o, w, target).item()
+    assert after < 0.5 * before
+    with pytest.raises(ValueError, match='pool_noises'):
+        NAConfig(pool_noises=-1)
+
+
 @pytest.mark.parametrize('reduce', ['min', 'mean'])
 def test_na_distill_target_is_q_action_of_decoded_noise(reduce):
     policy = TanhMLPPolicy()

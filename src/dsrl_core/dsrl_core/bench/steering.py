@@ -64,6 +64,8 @@ class BenchConfig:
     n_distill: int = 1
     # DSRL-NA: subtract alpha * log pi in the action critic's TD target (soft backup).
     backup_entropy: bool = True
+    # DSRL-NA: noises decoded per pool state (0 = no distillation pool).
+    pool_noises: int = 0
     # Hidden layers of actor and critics.
     hidden: tuple[int, ...] = (128, 128, 128)
     # Minibatch size.
@@ -99,7 +101,8 @@ def make_agent(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
     if method == 'dsrl_na':
         return DSRLNA(policy, config=NAConfig(
             utd_ratio=cfg.utd_na, action_magnitude=cfg.action_magnitude,
-            n_distill=cfg.n_distill, backup_entropy=cfg.backup_entropy, **common))
+            n_distill=cfg.n_distill, backup_entropy=cfg.backup_entropy,
+            pool_noises=cfg.pool_noises, **common))
     if method == 'sac_action':
         return SAC(policy.meta.obs_dim, policy.meta.noise_dim, SACConfig(
             utd_ratio=cfg.utd, action_magnitude=1.0, target_entropy=None, **common))
@@ -273,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--utd-na', type=int, default=d.utd_na)
     p.add_argument('--n-distill', type=int, default=d.n_distill,
                    help='DSRL-NA: noise-critic distillation steps per update')
+    p.add_argument('--pool-noises', type=int, default=d.pool_noises,
+                   help='DSRL-NA: distillation pool, noises decoded per state (0 = none)')
     p.add_argument('--no-backup-entropy', action='store_true',
                    help='DSRL-NA: plain (not soft) TD target of the action critic')
     p.add_argument('--hidden', type=int, nargs='+', default=list(d.hidden))
@@ -291,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                       batch_size=a.batch_size, threads=a.threads,
                       init_alpha=a.init_alpha, action_magnitude=a.magnitude,
                       gamma=a.gamma, exploration=a.exploration, n_distill=a.n_distill,
-                      backup_entropy=not a.no_backup_entropy)
+                      backup_entropy=not a.no_backup_entropy, pool_noises=a.pool_noises)
     torch.set_num_threads(cfg.threads)
     policy = DiffusionPolicy.load(a.checkpoint)
     before = [p_.detach().clone() for p_ in policy.parameters()]

@@ -60,6 +60,13 @@ class NAConfig(SACConfig):
     distill_actor_fraction: float = 0.0
     # Subtract alpha * log pi^W(w' | s') in the TD target of Q^A (soft backup).
     backup_entropy: bool = True
+    # Distillation pool: when > 0, each update decodes this many N(0, I) noises for each of
+    # pool_states batch states once and keeps (s, w, chunk) in a ring of pool_capacity rows;
+    # distillation steps then regress Q^W on pool rows relabelled by the current Q^A, with no
+    # base-policy call, so many more of them fit (0 = decode fresh noise at every step).
+    pool_noises: int = 0
+    pool_states: int = 4
+    pool_capacity: int = 200_000
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,6 +75,8 @@ class NAConfig(SACConfig):
         if self.distill_target not in ('min', 'mean'):
             raise ValueError("distill_target must be 'min' or 'mean', got "
                              f'{self.distill_target!r}')
+        if self.pool_noises < 0 or self.pool_states < 1 or self.pool_capacity < 1:
+            raise ValueError('pool_noises must be >= 0, pool_states and pool_capacity >= 1')
         if not 0.0 <= self.distill_actor_fraction <= 1.0:
             raise ValueError('distill_actor_fraction must be in [0, 1], got '
                              f'{self.distill_actor_fraction}')
@@ -125,6 +134,9 @@ class DSRLNA:
         self._gen = make_generator(cfg.seed, self.device)
         self._act_gen = make_generator(cfg.seed + 1, self.device)
         self.num_updates = 0
+        # distillation pool (a cache rebuilt after a restart, not part of the state)
+        self._pool: tuple[torch.Tensor, ...] | None = None
+        self._pool_ptr = self._pool_size = 0
 
     @property
     def alpha(self) -> float:
@@ -187,6 +199,8 @@ class DSRLNA:
         polyak_update(self._q_action_params, self._q_action_target_params, cfg.tau)
 
         q_noise_loss = torch.zeros((), device=self.device)
+        if cfg.pool_noises > 0:
+            self._grow_pool(obs[:cfg.pool_states])
         for _ in range(cfg.n_distill):
             q_noise_loss = self.distill_step(obs)
         self.num_updates += 1
@@ -235,8 +249,36 @@ class DSRLNA:
         """Sum over the Q^W members of the mean squared error to ``target``."""
         return (self.q_noise(obs, noise) - target).square().mean(1).sum()
 
+    @torch.no_grad()
+    def _grow_pool(self, obs: torch.Tensor) -> None:
+        """Decode pool_noises fresh noises for each of ``obs`` and add them to the ring."""
+        m, cap = self.config.pool_noises, self.config.pool_capacity
+        o = obs.repeat_interleave(m, 0)
+        w = torch.randn((len(o), self.act_dim), generator=self._gen, device=self.device)
+        rows = (o, w, self._decode(o, w))
+        if self._pool is None:
+            self._pool = tuple(torch.empty((cap, r.shape[1]), device=self.device)
+                               for r in rows)
+        idx = (self._pool_ptr + torch.arange(len(o), device=self.device)) % cap
+        for store, r in zip(self._pool, rows):
+            store[idx] = r
+        self._pool_ptr = int((self._pool_ptr + len(o)) % cap)
+        self._pool_size = min(cap, self._pool_size + len(o))
+
     def distill_step(self, obs: torch.Tensor) -> torch.Tensor:
         """One Q^W regression step on fresh noise; return the (detached) loss before the step."""
+        if self.config.pool_noises > 0 and self._pool_size > 0:
+            idx = torch.randint(self._pool_size, (obs.shape[0],), generator=self._gen,
+                                device=self.device)
+            o, w, chunk = (t[idx] for t in self._pool)
+            with torch.no_grad():
+                qa = self.q_action(o, chunk)
+                target = qa.min(0).values if self.config.distill_target == 'min' else qa.mean(0)
+            loss = self.distill_loss(o, w, target)
+            self.q_noise_optim.zero_grad(set_to_none=True)
+            loss.backward()
+            self.q_noise_optim.step()
+            return loss.detach()
         w = self.distill_noise(obs)
         loss = self.distill_loss(obs, w, self.distill_targets(obs, w))
         self.q_noise_optim.zero_grad(set_to_none=True)
