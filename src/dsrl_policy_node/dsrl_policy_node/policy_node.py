@@ -12,11 +12,12 @@ reliable transient-local depth 1) and ``estop_topic`` (std_msgs/Bool). Publishes
 ``command_topic`` (std_msgs/Float64MultiArray) and ``transitions_topic`` (dsrl_msgs/Transition,
 reliable, ``transitions_depth`` deep). Service ``estop_service`` (std_srvs/SetBool).
 
-The control loop runs in its own callback group (a multi-threaded executor runs the inputs in
-another): at a chunk boundary it applies verified new weights, assembles the observation, asks the
-actor for w and the base policy for the chunk; each action is due at ``start + i / control_hz``
-and sent clamped (joint limits, ``max_step``), or dropped when more than ``stale_action_s`` late.
-It acts only while the episode is RUNNING, the e-stop is released and joint states are fresh.
+The control loop runs in its own callback group (timer; in lockstep also straight from the input
+callback that completes a state), on one executor thread with the inputs: at a chunk boundary it
+applies verified new weights, assembles the observation, asks the actor for w and the base
+policy for the chunk; each action is due at ``start + i / control_hz`` and sent clamped (joint
+limits, ``max_step``), or dropped when more than ``stale_action_s`` late. It acts only while the
+episode is RUNNING, the e-stop is released and joint states are fresh.
 One Transition is published per executed chunk once its rewards (matched by stamp) are in.
 
 Lockstep (``time_mode`` lockstep, ``use_sim_time`` true): the loop is woken by every input; an
@@ -55,7 +56,7 @@ import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -162,12 +163,11 @@ class PolicyNode(Node):
         self.create_service(SetBool, p.estop_service, self.on_estop_service, callback_group=io)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.lockstep:
-            self.wake = self.create_guard_condition(self.control_step,
-                                                    callback_group=self.control_group)
+            # Lockstep: the input callbacks run the control step themselves as soon as a state's
+            # inputs are complete (see _wake); the timer only catches what nothing woke.
             self.create_timer(0.05, self.control_step, callback_group=self.control_group,
                               clock=steady)
         else:
-            self.wake = None
             self.create_timer(1.0 / meta.control_hz, self.control_step,
                               callback_group=self.control_group, clock=steady)
         if p.timing_log_period_s > 0:
@@ -182,8 +182,14 @@ class PolicyNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _wake(self) -> None:
-        if self.wake is not None:
-            self.wake.trigger()
+        """
+        Lockstep: run the control step now, in the calling input callback (outside self.lock).
+
+        The step acts only once the state's observation and reward are complete, so the sim
+        advances as soon as the policy can answer instead of on the next timer tick.
+        """
+        if self.lockstep:
+            self.control_step()
 
     def on_joints(self, msg: JointState) -> None:
         """Keep the newest joint positions/velocities, their stamp and wall arrival time."""
@@ -233,7 +239,9 @@ class PolicyNode(Node):
                     f'{exc.reason}; keeping v{self.noise.version}')
                 return
             stamp = time_to_ns(msg.header.stamp)
-            if stamp > 0:
+            # (timed in real time only: in lockstep this node's clock is a sim's /clock, which
+            # the learner's stamp need not follow)
+            if stamp > 0 and not self.lockstep:
                 self.weights_stamp_ns[int(msg.version)] = stamp
                 self.timing.add('weights_verified',
                                 (self.get_clock().now().nanoseconds - stamp) / 1e6)
@@ -423,7 +431,11 @@ def main(args=None) -> int:
     node = None
     try:
         node = PolicyNode()
-        executor = MultiThreadedExecutor(num_threads=2)
+        # One thread: rclpy's MultiThreadedExecutor (Kilted wheels) left this node's input
+        # callbacks unserved for seconds at a time under load (lockstep fell to 16-66 commands
+        # in 30 s instead of ~660). Every callback here is short (a chunk is one ~5 ms sample()),
+        # so the control loop keeps its own callback group and its timing on one thread.
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (ParamError, ObsLayoutError, ValueError, FileNotFoundError, TypeError) as exc:
