@@ -48,6 +48,10 @@ class LearnerNodeParams:
     action_magnitude: float = 1.5
     # DSRL-NA only: noise-critic distillation steps per update.
     n_distill: int = 1
+    # DSRL-NA only: distillation pool, noises decoded once per stored state and relabelled by
+    # Q^A at every distillation step (0 = decode fresh noise at every step). With a pool, raise
+    # n_distill (e.g. 10): its steps no longer call the base policy.
+    pool_noises: int = 0
     # Seed of the networks, the updates and the batch sampling.
     seed: int = 0
     # Publish signed actor weights every this many updates.
@@ -110,6 +114,7 @@ class LearnerNodeParams:
             check_range(name, getattr(self, name), 1)
         check_range('warmup_transitions', self.warmup_transitions, 1, self.buffer_capacity)
         check_range('n_distill', self.n_distill, 0)
+        check_range('pool_noises', self.pool_noises, 0)
         check_range('cpu_nice', self.cpu_nice, 0, 19)
         check_range('checkpoint_every_s', self.checkpoint_every_s, 0.0)
         if self.stats_period_s <= 0:
@@ -147,7 +152,7 @@ class LearnerNodeParams:
                   'target_entropy': self.target_entropy,
                   'action_magnitude': self.action_magnitude, 'seed': self.seed}
         if self.algorithm == 'dsrl_na':
-            return NAConfig(n_distill=self.n_distill, **common)
+            return NAConfig(n_distill=self.n_distill, pool_noises=self.pool_noises, **common)
         return SACConfig(**common)
 
     def resolved_dirs(self, environ: dict | None = None) -> tuple[str, str, str]:
