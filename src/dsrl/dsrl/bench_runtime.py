@@ -32,21 +32,12 @@ import subprocess
 import sys
 import time
 
+from dsrl_core.bench.policy import time_ms
 import numpy as np
 import torch
 import yaml
 
 from dsrl import graph
-
-
-def _ms(fn, repeats: int) -> np.ndarray:
-    fn()
-    out = np.empty(repeats)
-    for i in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out[i] = time.perf_counter() - t
-    return out * 1e3
 
 
 def in_process(repeats: int) -> dict:
@@ -67,10 +58,10 @@ def in_process(repeats: int) -> dict:
     # interleave the two so that a load change on the machine hits both alike
     steered, base, bare = [], [], []
     for _ in range(repeats // 20):
-        steered.append(_ms(lambda: sample_numpy(policy, obs, src.noise(obs)), 20))
-        base.append(_ms(lambda: sample_numpy(
+        steered.append(time_ms(lambda: sample_numpy(policy, obs, src.noise(obs)), 20))
+        base.append(time_ms(lambda: sample_numpy(
             policy, obs, torch.randn(meta.noise_shape, generator=gen).numpy()), 20))
-        bare.append(_ms(lambda: policy.sample(
+        bare.append(time_ms(lambda: policy.sample(
             obs_t, torch.randn((1, *meta.noise_shape), generator=gen)), 20))
     steered, base, bare = (np.concatenate(x) for x in (steered, base, bare))
     return {'steered_p50': float(np.median(steered)), 'base_p50': float(np.median(base)),

@@ -56,36 +56,30 @@ class GraphPeer(Peer):
         episode = self.statuses[-1].episode_id if self.statuses else 0
         self.commands.append((episode, np.array(msg.data), self.measured))
 
-    def applied_version(self):
-        return max((t.actor_version for t in self.transitions), default=0)
 
+def run_bringup(ros_env, tmp_path, peer, done, extra=()):
+    """
+    Run ``dsrl bringup --sim --lockstep`` (small learner settings) until ``done()``; stop it.
 
-def test_four_nodes_learn_and_push_weights_back(ros_env, tmp_path):
+    The peer spins meanwhile. Returns the bringup's log text; asserts it stopped cleanly.
+    """
     doc = yaml.safe_load((ROOT / 'config' / 'dsrl.yaml').read_text())
-    learner = doc['learner_node']['ros__parameters']
-    learner.update(data_dir=str(tmp_path / 'data'), warmup_transitions=20, utd_ratio=2,
-                   publish_every=10, stats_period_s=2.0)
+    doc['learner_node']['ros__parameters'].update(
+        data_dir=str(tmp_path / 'data'), warmup_transitions=20, utd_ratio=2, publish_every=10,
+        stats_period_s=2.0)
     params = tmp_path / 'dsrl.yaml'
     params.write_text(yaml.safe_dump(doc))
-    max_step = doc['policy_node']['ros__parameters']['max_step']
     env = {k: v for k, v in ros_env.items()
            if k not in ('DSRL_WEIGHTS_KEY_FILE', 'DSRL_WEIGHTS_KEY')}
     log_path = tmp_path / 'bringup.log'
     exe = graph.find_executable(graph.NodeSpec('dsrl', 'dsrl', 'dsrl', 'robot'))
-    peer = GraphPeer(ros_env)
     with open(log_path, 'w') as log:
         proc = subprocess.Popen([exe, 'bringup', '--sim', '--lockstep', '--duration', '150',
-                                 '--params-file', str(params)],
+                                 '--params-file', str(params), *extra],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        # learner weights applied by the policy node: transitions carry a version > 0, twice
-        def versions():
-            return {t.actor_version for t in peer.transitions if t.actor_version > 0}
-        ok = peer.spin(140.0, lambda: len(versions()) >= 2 or proc.poll() is not None)
+        ok = peer.spin(140.0, lambda: done() or proc.poll() is not None)
         assert ok and proc.poll() is None, log_path.read_text()[-3000:]
-        assert len(versions()) >= 2, (
-            f'{len(peer.transitions)} transitions, weights {peer.weights[-3:]}\n'
-            + log_path.read_text()[-3000:])
         peer.spin(2.0)
     finally:
         if proc.poll() is None:
@@ -99,6 +93,19 @@ def test_four_nodes_learn_and_push_weights_back(ros_env, tmp_path):
     text = log_path.read_text()
     assert proc.returncode == 0 and 'all nodes stopped cleanly' in text, text[-3000:]
     assert 'Traceback' not in text, text
+    return text
+
+
+def test_four_nodes_learn_and_push_weights_back(ros_env, tmp_path):
+    doc = yaml.safe_load((ROOT / 'config' / 'dsrl.yaml').read_text())
+    max_step = doc['policy_node']['ros__parameters']['max_step']
+    peer = GraphPeer(ros_env)
+
+    def versions():
+        return {t.actor_version for t in peer.transitions if t.actor_version > 0}
+    # learner weights applied by the policy node: transitions carry a version > 0, twice
+    text = run_bringup(ros_env, tmp_path, peer, lambda: len(versions()) >= 2)
+    assert len(versions()) >= 2, f'{len(peer.transitions)} transitions, weights {peer.weights}'
     for name in ('sim_node', 'reward_node', 'learner_node', 'policy_node'):
         assert re.search(rf'started {name} \(pid \d+\)', text), name
 
@@ -133,26 +140,12 @@ def test_four_nodes_learn_and_push_weights_back(ros_env, tmp_path):
 
 def test_two_arms_feed_one_learner(ros_env, tmp_path):
     """Two namespaced sim arms (lockstep, each its own /arm<i>/clock) and one learner."""
-    doc = yaml.safe_load((ROOT / 'config' / 'dsrl.yaml').read_text())
-    doc['learner_node']['ros__parameters'].update(
-        data_dir=str(tmp_path / 'data'), warmup_transitions=20, utd_ratio=2, publish_every=10,
-        stats_period_s=2.0)
-    params = tmp_path / 'dsrl.yaml'
-    params.write_text(yaml.safe_dump(doc))
-    env = {k: v for k, v in ros_env.items()
-           if k not in ('DSRL_WEIGHTS_KEY_FILE', 'DSRL_WEIGHTS_KEY')}
-    log_path = tmp_path / 'bringup.log'
-    exe = graph.find_executable(graph.NodeSpec('dsrl', 'dsrl', 'dsrl', 'robot'))
     peer = GraphPeer(ros_env)
     arm_commands = {'arm0': [], 'arm1': []}
     for arm, got in arm_commands.items():
         peer.node.create_subscription(Float64MultiArray,
                                       f'/{arm}/forward_position_controller/commands',
                                       lambda m, got=got: got.append(np.array(m.data)), 100)
-    with open(log_path, 'w') as log:
-        proc = subprocess.Popen([exe, 'bringup', '--sim', '--lockstep', '--robots', '2',
-                                 '--duration', '150', '--params-file', str(params)],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
 
     def applied():
         return {r: {t.actor_version for t in peer.transitions if t.robot_id == r} - {0}
@@ -160,22 +153,10 @@ def test_two_arms_feed_one_learner(ros_env, tmp_path):
 
     def per_robot_line():
         return re.search(r'\[learner_node\].*; arm0 [\d.na]+ of ([1-9]\d*), arm1 [\d.na]+ of '
-                         r'([1-9]\d*)', log_path.read_text())
-    try:
-        ok = peer.spin(140.0, lambda: (all(applied().values()) and per_robot_line() is not None)
-                       or proc.poll() is not None)
-        assert ok and proc.poll() is None, log_path.read_text()[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(2)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        peer.close()
-    text = log_path.read_text()
-    assert proc.returncode == 0 and 'all nodes stopped cleanly' in text, text[-3000:]
+                         r'([1-9]\d*)', (tmp_path / 'bringup.log').read_text())
+    text = run_bringup(ros_env, tmp_path, peer,
+                       lambda: all(applied().values()) and per_robot_line() is not None,
+                       extra=('--robots', '2'))
     for arm in ('arm0', 'arm1'):
         for name in ('sim_node', 'reward_node', 'policy_node'):
             assert re.search(rf'started {arm}/{name} \(pid \d+\)', text), (arm, name)

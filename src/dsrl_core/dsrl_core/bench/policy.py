@@ -20,7 +20,8 @@ from dsrl_core.policy import default_checkpoint
 from dsrl_core.policy.diffusion import DiffusionPolicy
 
 
-def _time(fn, repeats: int) -> np.ndarray:
+def time_ms(fn, repeats: int) -> np.ndarray:
+    """Call ``fn`` once to warm up, then ``repeats`` times; return each call's milliseconds."""
     fn()  # warm-up
     out = np.empty(repeats)
     for i in range(repeats):
@@ -45,12 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     for b in (1, 256):
         obs, noise = torch.randn(b, m.obs_dim), torch.randn(b, *m.noise_shape)
         reps = a.repeats if b == 1 else max(10, a.repeats // 10)
-        ms = _time(lambda: pol.sample(obs, noise), reps)
+        ms = time_ms(lambda: pol.sample(obs, noise), reps)
         x = torch.randn(b, pol.chunk_dim)
         t = torch.zeros(b, dtype=torch.long)
         with torch.no_grad():
             cond = pol.normalize_obs(obs)
-            fwd = _time(lambda: pol.net(x, t, cond), reps)
+            fwd = time_ms(lambda: pol.net(x, t, cond), reps)
         limit = np.median(fwd) * steps
         print(f'  batch {b:4d}: sample() p50 {np.median(ms):7.3f} ms  p99 '
               f'{np.percentile(ms, 99):7.3f} ms | one forward {np.median(fwd):.3f} ms x {steps} '
@@ -65,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         _, _, term, trunc, _ = env.step(rng.uniform(lim[:, 0], lim[:, 1]) * 0.3)
         if term or trunc:
             env.reset()
-    st = _time(step, 500)
-    rd = _time(env.render, 200)
+    st = time_ms(step, 500)
+    rd = time_ms(env.render, 200)
     print(f'sim: step (0.1 s of physics) p50 {np.median(st):.3f} ms | render '
           f'{env.render().shape[1]}x{env.render().shape[0]} p50 {np.median(rd):.3f} ms | '
           f'step + render {np.median(st) + np.median(rd):.3f} ms per control step '
