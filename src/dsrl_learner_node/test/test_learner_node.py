@@ -119,7 +119,7 @@ def verify(msgs, key, shapes):
     for m in msgs:
         unpack_actor(bytes(m.payload), m.sha256, m.hmac_sha256, m.version, key, shapes)
         assert (m.obs_dim, m.chunk_length, m.action_dim) == (8, 4, 3)
-        assert m.algorithm == 'dsrl_sac' and m.architecture == 'tanh_gaussian_mlp:32x32:layernorm'
+        assert m.algorithm == 'dsrl_na' and m.architecture == 'tanh_gaussian_mlp:32x32:layernorm'
 
 
 def test_train_publish_reject_checkpoint_resume(ros_env, tmp_path):

@@ -16,8 +16,9 @@ ALGORITHMS = ('dsrl_sac', 'dsrl_na')
 class LearnerNodeParams:
     """Every parameter of the learner node; the node declares its ROS parameters from it."""
 
-    # Learning algorithm: 'dsrl_sac' (SAC on the noise) or 'dsrl_na' (noise aliasing).
-    algorithm: str = 'dsrl_sac'
+    # Learning algorithm: 'dsrl_na' (noise aliasing; the one that learns on our push task, see
+    # docs/benchmarks) or 'dsrl_sac' (SAC on the noise).
+    algorithm: str = 'dsrl_na'
     # Base-policy factory 'package.module:function' (gives obs_dim, chunk shape; NA calls it).
     policy_plugin: str = 'dsrl_core.policy.diffusion:load_policy'
     # Base-policy checkpoint passed to the factory as path=...; empty = the factory's default.
@@ -28,8 +29,8 @@ class LearnerNodeParams:
     hidden: tuple[int, ...] = (128, 128, 128)
     # Transitions per gradient step.
     batch_size: int = 256
-    # Gradient updates per arriving transition (update-to-data ratio).
-    utd_ratio: int = 20
+    # Gradient updates per arriving transition (update-to-data ratio; DSRL-NA 3, DSRL-SAC 20).
+    utd_ratio: int = 3
     # Transitions in the replay buffer before the first update.
     warmup_transitions: int = 100
     # Replay buffer capacity in transitions (the oldest are overwritten).
@@ -47,11 +48,13 @@ class LearnerNodeParams:
     # The actor's noise lies in [-action_magnitude, action_magnitude].
     action_magnitude: float = 1.5
     # DSRL-NA only: noise-critic distillation steps per update.
-    n_distill: int = 1
+    n_distill: int = 10
     # DSRL-NA only: distillation pool, noises decoded once per stored state and relabelled by
     # Q^A at every distillation step (0 = decode fresh noise at every step). With a pool, raise
     # n_distill (e.g. 10): its steps no longer call the base policy.
-    pool_noises: int = 0
+    pool_noises: int = 16
+    # DSRL-NA only: subtract alpha * log pi in the TD target of Q^A (soft backup).
+    backup_entropy: bool = False
     # Seed of the networks, the updates and the batch sampling.
     seed: int = 0
     # Publish signed actor weights every this many updates.
@@ -152,7 +155,8 @@ class LearnerNodeParams:
                   'target_entropy': self.target_entropy,
                   'action_magnitude': self.action_magnitude, 'seed': self.seed}
         if self.algorithm == 'dsrl_na':
-            return NAConfig(n_distill=self.n_distill, pool_noises=self.pool_noises, **common)
+            return NAConfig(n_distill=self.n_distill, pool_noises=self.pool_noises,
+                            backup_entropy=self.backup_entropy, **common)
         return SACConfig(**common)
 
     def resolved_dirs(self, environ: dict | None = None) -> tuple[str, str, str]:

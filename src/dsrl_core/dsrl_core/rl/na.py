@@ -320,8 +320,24 @@ class DSRLNA:
 
     def state_dict(self) -> dict[str, Any]:
         """Return a deep copy of everything needed to resume training (not the base policy)."""
-        return algorithm_state(self)
+        state = algorithm_state(self)
+        if self._pool is not None:  # the distillation pool's filled rows, in ring order
+            n = self._pool_size
+            state['pool'] = {'obs': self._pool[0][:n].clone(), 'noise': self._pool[1][:n].clone(),
+                             'chunk': self._pool[2][:n].clone(), 'ptr': self._pool_ptr}
+        return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` (the networks' shapes must match this object's)."""
         load_algorithm_state(self, state_dict)
+        pool = state_dict.get('pool')
+        self._pool, self._pool_ptr, self._pool_size = None, 0, 0
+        if pool is not None:
+            cap = self.config.pool_capacity
+            rows = [torch.as_tensor(pool[k], dtype=torch.float32, device=self.device)
+                    for k in ('obs', 'noise', 'chunk')]
+            n = min(len(rows[0]), cap)
+            self._pool = tuple(torch.zeros((cap, r.shape[1]), device=self.device) for r in rows)
+            for store, r in zip(self._pool, rows):
+                store[:n] = r[:n]
+            self._pool_size, self._pool_ptr = n, int(pool['ptr']) % cap
