@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import pathlib
 import re
 import subprocess
@@ -22,6 +21,7 @@ import subprocess
 import yaml
 
 from dsrl import graph
+from dsrl.bench_runtime import bench_env
 
 LINE = re.compile(r'\[learner_node\] \[INFO\] \[(\d+\.\d+)\].*received (\d+) .*updates (\d+) '
                   r'\(([\d.]+)/s\).*episodes (\d+), success ([\d.na]+)(?:; (.*))?$')
@@ -35,9 +35,7 @@ def run(robots: int, seconds: float, out: pathlib.Path, domain: int) -> list[dic
     lp.update(data_dir=str(out / f'learner_{robots}'), resume=False, stats_period_s=5.0)
     params = out / f'params_{robots}.yaml'
     params.write_text(yaml.safe_dump(doc))
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
-    env.pop('DSRL_WEIGHTS_KEY', None)
-    env.pop('DSRL_WEIGHTS_KEY_FILE', None)
+    env = bench_env(domain)
     exe = graph.find_executable(graph.NodeSpec('dsrl', 'dsrl', 'dsrl', 'robot'))
     log_path = out / f'bringup_{robots}.log'
     with open(log_path, 'w') as log:

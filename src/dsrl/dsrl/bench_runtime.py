@@ -68,7 +68,8 @@ def in_process(repeats: int) -> dict:
             'bare_p50': float(np.median(bare)), 'bare_p99': float(np.percentile(bare, 99))}
 
 
-def _env(domain: int) -> dict:
+def bench_env(domain: int) -> dict:
+    """Environment of the benchmark's node processes: its own domain, local discovery, no key."""
     env = dict(os.environ)
     env.update(ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
     env.pop('DSRL_WEIGHTS_KEY', None)
@@ -107,7 +108,7 @@ def live_graph(seconds: float, out: pathlib.Path, domain: int) -> dict:
     with open(log_path, 'w') as log:
         proc = subprocess.Popen([exe, 'bringup', '--sim', '--duration', str(seconds),
                                  '--params-file', str(params)],
-                                env=_env(domain), stdout=log, stderr=subprocess.STDOUT)
+                                env=bench_env(domain), stdout=log, stderr=subprocess.STDOUT)
     try:
         proc.wait(timeout=seconds + 120)
     except subprocess.TimeoutExpired:
@@ -145,7 +146,7 @@ def learner_alone(n: int, rate: float, out: pathlib.Path, domain: int) -> dict:
               stats_period_s=2.0, sim=True)
     params = out / 'learner.yaml'
     params.write_text(yaml.safe_dump({'learner_node': doc['learner_node']}))
-    env = _env(domain)
+    env = bench_env(domain)
     key = out / 'bench.key'
     key.write_text(secrets.token_hex(32))
     env['DSRL_WEIGHTS_KEY_FILE'] = str(key)

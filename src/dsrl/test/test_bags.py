@@ -34,7 +34,7 @@ from dsrl import graph
 from dsrl_msgs.msg import ActorWeights, Transition
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / 'dsrl_sim_node' / 'test'))
-from rosproc import Peer  # noqa: E402,I001
+from rosproc import Peer, stop  # noqa: E402,I001
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 PARAMS = ROOT / 'config' / 'dsrl.yaml'
@@ -71,17 +71,6 @@ def make_weights(version):
     w.obs_dim, w.chunk_length, w.action_dim = 8, 4, 3
     w.architecture, w.algorithm, w.action_magnitude = 'tanh_gaussian_mlp:8x8', 'dsrl_sac', 1.5
     return w
-
-
-def stop_process(proc, timeout=40):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    return proc.returncode
 
 
 def test_qos_conversions_between_rclpy_and_bags():
@@ -140,7 +129,7 @@ def test_bringup_record_then_read_replay_and_analyze(ros_env, tmp_path):
                 peer.spin(0.05)
         peer.spin(3.0)  # sim and reward node keep going; the recorder flushes
     finally:
-        rc = stop_process(proc)
+        rc = stop(proc, timeout=40)
     text = log_path.read_text()
     assert rc == 0 and 'all nodes stopped cleanly' in text and 'Traceback' not in text, text
     assert 'started recorder' in text, text

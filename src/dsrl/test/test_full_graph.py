@@ -26,7 +26,7 @@ from dsrl import graph
 from dsrl_msgs.msg import ActorWeights, EpisodeStatus, Transition
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / 'dsrl_sim_node' / 'test'))
-from rosproc import Peer  # noqa: E402,I001
+from rosproc import Peer, stop  # noqa: E402,I001
 
 pytestmark = pytest.mark.ros
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -82,13 +82,7 @@ def run_bringup(ros_env, tmp_path, peer, done, extra=()):
         assert ok and proc.poll() is None, log_path.read_text()[-3000:]
         peer.spin(2.0)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(2)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=60)
         peer.close()
     text = log_path.read_text()
     assert proc.returncode == 0 and 'all nodes stopped cleanly' in text, text[-3000:]

@@ -23,12 +23,12 @@ def start_node(ros_env, log_path, module, **overrides):
     return subprocess.Popen(args, env=ros_env, stdout=log, stderr=subprocess.STDOUT), log
 
 
-def stop(proc):
-    """Stop a process started by a test (SIGINT, then kill); return its exit code."""
+def stop(proc, timeout=20.0):
+    """Stop a process started by a test (SIGINT, then kill after ``timeout``); return its code."""
     if proc.poll() is None:
         proc.send_signal(2)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -88,9 +88,9 @@ def ensure_type(store: Typestore, msgtype: str,
     the type when no definition is found.
     """
     msgtype = normalize_type(msgtype)
-    todo = [msgtype]
-    while todo:
-        name = todo.pop()
+    pending = [msgtype]
+    while pending:
+        name = pending.pop()
         if name in store.fielddefs:
             continue
         path = find_msg_file(name, environ)
@@ -104,7 +104,7 @@ def ensure_type(store: Typestore, msgtype: str,
             raise BagTypeError(f'{path}: cannot parse the definition of {name}: {exc}') from exc
         store.register(types)
         for fields in types.values():
-            todo.extend(t for t in _referenced_types(fields) if t not in store.fielddefs)
+            pending.extend(t for t in _referenced_types(fields) if t not in store.fielddefs)
     return msgtype
 
 
