@@ -38,7 +38,7 @@ from dsrl_core.rl.trainer import (
     TransitionRejected,
 )
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 import torch
@@ -52,6 +52,10 @@ LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TERMINAL_PHASES = (EpisodeStatus.PHASE_SUCCESS, EpisodeStatus.PHASE_TIMEOUT,
                    EpisodeStatus.PHASE_ABORTED)
+# After a spin that took transitions the executor pauses this long, so the next wake drains the
+# queued ones in one callback instead of one executor cycle each: rclpy's per-cycle Python work
+# (wait set, task) holds the GIL the training thread needs (bench_runtime part 3).
+DRAIN_PAUSE_S = 0.02
 
 
 
@@ -95,7 +99,9 @@ class LearnerNode(Node):
         self.weights_pub = self.create_publisher(ActorWeights, p.weights_topic, LATCHED_QOS)
         depth_qos = QoSProfile(depth=p.transition_queue_depth,
                                reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(Transition, p.transitions_topic, self.on_transition, depth_qos)
+        self.transitions_sub = self.create_subscription(Transition, p.transitions_topic,
+                                                        self.on_transitions, depth_qos)
+        self.took_transitions = False
         for topic in p.status_topics():
             self.create_subscription(EpisodeStatus, topic, self.on_status, LATCHED_QOS)
         self.create_service(SaveCheckpoint, '/dsrl/save_checkpoint', self.on_save)
@@ -119,6 +125,18 @@ class LearnerNode(Node):
             + (f', resumed from {self.resumed_from}' if self.resumed_from else ''))
 
     # ------------------------------------------------------------------ data in
+    def on_transitions(self, msg: Transition) -> None:
+        """Handle ``msg`` and every transition already queued behind it (one executor cycle)."""
+        self.on_transition(msg)
+        sub = self.transitions_sub
+        for _ in range(self.p.transition_queue_depth):
+            with sub.handle:  # what rclpy's executor does to take one message
+                taken = sub.handle.take_message(Transition, False)
+            if taken is None:
+                break
+            self.on_transition(taken[0])
+        self.took_transitions = True
+
     def on_transition(self, msg: Transition) -> None:
         """Check one transition and insert it; bad ones are counted and logged, never fatal."""
         self.received += 1
@@ -284,7 +302,13 @@ def main(args=None) -> int:
     code = 0
     try:
         node = LearnerNode()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.5)
+            if node.took_transitions:  # let the next ones queue up (DRAIN_PAUSE_S)
+                node.took_transitions = False
+                time.sleep(DRAIN_PAUSE_S)
     except (ParamError, WeightsKeyError, ck.CheckpointError, ValueError) as exc:
         print(f'learner_node: {exc}', file=sys.stderr)
         code = 2
