@@ -28,7 +28,7 @@ import time
 import yaml
 
 from dsrl import graph
-from dsrl.bench_runtime import bench_env
+from dsrl.bench_runtime import bench_env, stop
 
 LINE = re.compile(r'\[learner_node\] \[INFO\] \[(\d+\.\d+)\].*received (\d+) .*updates (\d+) '
                   r'\(([\d.]+)/s\).*episodes (\d+), success ([\d.na]+)(?:; (.*))?$')
@@ -63,16 +63,14 @@ def run(robots: int, seconds: float, out: pathlib.Path, domain: int,
     try:
         request_checkpoints(proc, checkpoint_every, domain, seconds + 180)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)  # no-op when it ended by itself; else Ctrl-C, as a user would
     if proc.returncode != 0:
         raise RuntimeError(f'bringup with {robots} robot(s) exited {proc.returncode}; see '
                            f'{log_path}')
     rows, t0, checkpoints = [], None, []
     for line in log_path.read_text().splitlines():
         c = CHECKPOINT.search(line)
-        if c and t0 is not None:
+        if c and t0 is not None and int(c.group(3)) > 0:  # 0 updates: an untrained actor
             done = [r for r in rows if r['t'] <= float(c.group(1)) - t0]
             checkpoints.append({'robots': robots, 't': float(c.group(1)) - t0,
                                 'episodes': done[-1]['episodes'] if done else 0,
@@ -114,6 +112,7 @@ def request_checkpoints(proc: subprocess.Popen, every: float, domain: int,
     import os
 
     import rclpy
+    from rclpy.executors import SingleThreadedExecutor
 
     from dsrl_msgs.srv import SaveCheckpoint
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
@@ -121,6 +120,8 @@ def request_checkpoints(proc: subprocess.Popen, every: float, domain: int,
     rclpy.init(context=ctx, domain_id=domain)
     node = rclpy.create_node('bench_robots', context=ctx)
     client = node.create_client(SaveCheckpoint, '/dsrl/save_checkpoint')
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
     start = time.monotonic()
     due = start + every
     try:
@@ -129,10 +130,11 @@ def request_checkpoints(proc: subprocess.Popen, every: float, domain: int,
                 raise RuntimeError(f'the bringup ran past {timeout:.0f} s')
             if time.monotonic() >= due and client.service_is_ready():
                 future = client.call_async(SaveCheckpoint.Request())
-                rclpy.spin_until_future_complete(node, future, timeout_sec=30.0)
+                executor.spin_until_future_complete(future, timeout_sec=30.0)
                 due += every
             time.sleep(0.2)
     finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=ctx)
 

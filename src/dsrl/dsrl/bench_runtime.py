@@ -78,7 +78,8 @@ def bench_env(domain: int) -> dict:
     return env
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def stop(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Stop a node or bringup process as Ctrl-C would; kill it after ``timeout`` seconds."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
     try:
@@ -113,7 +114,7 @@ def live_graph(seconds: float, out: pathlib.Path, domain: int) -> dict:
     try:
         proc.wait(timeout=seconds + 120)
     except subprocess.TimeoutExpired:
-        _stop(proc)
+        stop(proc)
     text = log_path.read_text()
     lines = TIMING.findall(text)
     if not lines:
@@ -251,7 +252,7 @@ def learner_alone(n: int, rate: float, out: pathlib.Path, domain: int,
                 break
             time.sleep(0.5)
     finally:
-        _stop(proc)
+        stop(proc)
     text = log_path.read_text()
     ups_node = node_updates_per_s(text, n)
     rejected = [int(x) for x in re.findall(r'rejected (\d+),', text)]
@@ -284,7 +285,7 @@ def learner_alone(n: int, rate: float, out: pathlib.Path, domain: int,
         time.sleep(3.0)
         loaded = rate_for(in_process_s)
     finally:
-        _stop(load, timeout=10.0)
+        stop(load, timeout=10.0)
     return {'sent': n, 'rate': rate, 'sent_s': sent_s, 'received': received,
             'rejected': rejected[-1] if rejected else 0, 'ups_node': ups_node,
             'ups_in_process': loaded, 'ups_in_process_quiet': quiet, 'log': str(log_path)}
