@@ -7,7 +7,13 @@ import threading
 from dsrl_core.policy.base import PolicyMeta
 from dsrl_core.rl.buffer import MixedSampler, ReplayBuffer, sample_mixed
 from dsrl_core.rl.na import DSRLNA, NAConfig
-from dsrl_core.rl.networks import CriticEnsemble, mlp, polyak_update, TanhGaussianActor
+from dsrl_core.rl.networks import (
+    CriticEnsemble,
+    mlp,
+    polyak_update,
+    run_mlp,
+    TanhGaussianActor,
+)
 from dsrl_core.rl.sac import DSRLSAC, SAC, SACConfig
 from dsrl_core.rl.serialize import (
     actor_shapes,
@@ -152,6 +158,25 @@ def test_mlp_layout():
     assert kinds == [nn.Linear, nn.LayerNorm, nn.ReLU, nn.Linear, nn.LayerNorm, nn.ReLU,
                      nn.Linear]
     assert [type(m) for m in mlp(3, 2, (8,), layer_norm=False)] == [nn.Linear, nn.ReLU, nn.Linear]
+
+
+@pytest.mark.parametrize('layer_norm', [True, False])
+def test_run_mlp_is_the_module_forward_and_its_gradient(layer_norm):
+    torch.manual_seed(0)
+    net = mlp(5, 3, (16, 16), layer_norm=layer_norm)
+    x = torch.randn(7, 5)
+    assert torch.equal(run_mlp(net, x), net(x))
+    run_mlp(net, x).square().sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    net(x).square().sum().backward()
+    assert all(torch.equal(g, p.grad) for g, p in zip(grads, net.parameters()))
+    # the actor (which uses it) still computes its net on normalised observations
+    actor = TanhGaussianActor(5, 3, (16, 16), layer_norm=layer_norm)
+    actor.obs_norm.set(torch.ones(5), 2 * torch.ones(5))
+    w, _ = actor(x, deterministic=True, with_log_prob=False)
+    mean = actor.net((x - 1) / 2)[:, :3]
+    assert torch.allclose(w, 1.5 * torch.tanh(mean))
 
 
 def test_polyak_update():
