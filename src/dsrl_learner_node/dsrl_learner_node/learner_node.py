@@ -2,7 +2,8 @@
 Learner node: transitions in, HMAC-signed noise-actor weights out, training in between.
 
 Thin wrapper (the logic is in ``dsrl_core.rl``): the transitions callback converts and checks each
-message (``trainer.check_transition``) and inserts it into the replay buffer; ONE training thread
+message (``trainer.check_transition``) and inserts it into the replay buffer, taking every queued
+one in the same executor cycle (see ``DRAIN_PAUSE_S``); ONE training thread
 runs ``Trainer.train`` whenever updates are due (update-to-data ratio against arriving data, idle
 otherwise, nothing before the warm-up) and publishes the weights every ``publish_every`` updates.
 Parameters: the ``LearnerNodeParams`` schema (``config/dsrl.yaml``, block ``learner_node``).
