@@ -57,11 +57,12 @@ class BenchConfig:
     warmup: int = 2
     # Gradient updates per collected chunk transition (update-to-data ratio).
     utd: int = 20
-    # Update-to-data ratio of DSRL-NA. Defaults of DSRL-NA: the configuration that learns fastest
-    # here (docs/benchmarks: 0.80 / 0.78 at 75 and 0.84 / 0.80 at 100 episodes, seeds 0 / 1).
-    utd_na: int = 10
+    # Update-to-data ratio of DSRL-NA. Defaults of DSRL-NA: the configuration that learns here
+    # (docs/benchmarks: 0.90 at 125 and 150 episodes for seeds 0 and 1). UTD 10 with n_distill 2
+    # is ahead at 75-100 episodes but levels off at 0.80-0.84 (session 3).
+    utd_na: int = 3
     # DSRL-NA: noise-critic distillation steps per update.
-    n_distill: int = 2
+    n_distill: int = 10
     # DSRL-NA: subtract alpha * log pi in the action critic's TD target (soft backup).
     backup_entropy: bool = False
     # DSRL-NA: noises decoded per pool state (0 = no distillation pool).
