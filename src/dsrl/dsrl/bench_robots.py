@@ -28,7 +28,7 @@ import time
 import yaml
 
 from dsrl import graph
-from dsrl.bench_runtime import bench_env, stop
+from dsrl.bench_runtime import bench_env, bench_node, stop
 
 LINE = re.compile(r'\[learner_node\] \[INFO\] \[(\d+\.\d+)\].*received (\d+) .*updates (\d+) '
                   r'\(([\d.]+)/s\).*episodes (\d+), success ([\d.na]+)(?:; (.*))?$')
@@ -109,34 +109,26 @@ def evaluate_actor(checkpoint_dir: str | None, episodes: int) -> float:
 def request_checkpoints(proc: subprocess.Popen, every: float, domain: int,
                         timeout: float) -> None:
     """Call the learner's /dsrl/save_checkpoint every ``every`` wall s until ``proc`` ends."""
-    import os
-
-    import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
     from dsrl_msgs.srv import SaveCheckpoint
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    node = rclpy.create_node('bench_robots', context=ctx)
-    client = node.create_client(SaveCheckpoint, '/dsrl/save_checkpoint')
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    start = time.monotonic()
-    due = start + every
-    try:
-        while proc.poll() is None:
-            if time.monotonic() - start > timeout:
-                raise RuntimeError(f'the bringup ran past {timeout:.0f} s')
-            if time.monotonic() >= due and client.service_is_ready():
-                future = client.call_async(SaveCheckpoint.Request())
-                executor.spin_until_future_complete(future, timeout_sec=30.0)
-                due += every
-            time.sleep(0.2)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
+    with bench_node(domain, 'bench_robots') as node:
+        client = node.create_client(SaveCheckpoint, '/dsrl/save_checkpoint')
+        executor = SingleThreadedExecutor(context=node.context)
+        executor.add_node(node)
+        start = time.monotonic()
+        due = start + every
+        try:
+            while proc.poll() is None:
+                if time.monotonic() - start > timeout:
+                    raise RuntimeError(f'the bringup ran past {timeout:.0f} s')
+                if time.monotonic() >= due and client.service_is_ready():
+                    future = client.call_async(SaveCheckpoint.Request())
+                    executor.spin_until_future_complete(future, timeout_sec=30.0)
+                    due += every
+                time.sleep(0.2)
+        finally:
+            executor.shutdown()
 
 
 def robot_progress(rows: list[dict]) -> dict[str, tuple[float, float, int]]:

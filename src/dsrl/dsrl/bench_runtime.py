@@ -24,6 +24,7 @@ Each node process logs to ``--out`` (default ``runs/bench_runtime``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pathlib
 import re
@@ -32,6 +33,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Iterator
 
 from dsrl_core.bench.policy import time_ms
 import numpy as np
@@ -130,22 +132,32 @@ def live_graph(seconds: float, out: pathlib.Path, domain: int) -> dict:
             'log': str(log_path)}
 
 
+@contextlib.contextmanager
+def bench_node(domain: int, name: str) -> Iterator:
+    """Yield an rclpy node of this process on its own context in ``domain`` (local discovery)."""
+    import rclpy
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    node = rclpy.create_node(name, context=ctx)
+    try:
+        yield node
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+
 def publish_transitions(n: int, rate: float, topic: str, domain: int,
                         wait_for_subscriber: bool) -> None:
     """Publish ``n`` random push-task Transitions at ``rate`` Hz (the load generator of part 3)."""
-    import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
     from dsrl_msgs.msg import Transition
 
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    node = rclpy.create_node('bench_publisher', context=ctx)
-    pub = node.create_publisher(Transition, topic,
-                                QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-    rng = np.random.default_rng(0)
-    try:
+    with bench_node(domain, 'bench_publisher') as node:
+        pub = node.create_publisher(Transition, topic,
+                                    QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+        rng = np.random.default_rng(0)
         if wait_for_subscriber:
             end = time.monotonic() + 60
             while pub.get_subscription_count() == 0 and time.monotonic() < end:
@@ -170,14 +182,11 @@ def publish_transitions(n: int, rate: float, topic: str, domain: int,
             if (i + 1) % max(1, n // 10) == 0:
                 print(f'  published {i + 1}/{n}', flush=True)
         print(f'published {n} in {time.monotonic() - t0:.3f} s', flush=True)
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
 
 
 def _publisher(n: int, rate: float, topic: str, domain: int, wait: bool,
                log: pathlib.Path) -> subprocess.Popen:
-    code = ('import sys; from dsrl.bench_runtime import publish_transitions as p; '
+    code = ('from dsrl.bench_runtime import publish_transitions as p; '
             f'p({n}, {rate}, {topic!r}, {domain}, {wait})')
     with open(log, 'w') as f:
         return subprocess.Popen([sys.executable, '-c', code], env=bench_env(domain), stdout=f,
