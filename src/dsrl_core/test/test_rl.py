@@ -1,5 +1,6 @@
 """Tests of the noise-space RL core: networks, SAC, DSRL-SAC/NA, replay buffer, serialisation."""
 
+import dataclasses
 import io
 import os
 import threading
@@ -397,6 +398,38 @@ def test_na_td_target_bootstraps_through_the_base_policy(backup_entropy):
     torch.testing.assert_close(target, expected)
     ended = batch['terminated'] == 1
     assert ended.any() and torch.equal(target[ended], batch['reward'][ended])
+
+
+def test_na_delta_action_input_is_relative_to_the_joints():
+    policy = TanhMLPPolicy()
+    meta = policy.meta
+    names = ('joint_pos/b', 'x', 'joint_pos/a', 'joint_pos/c', 'y')
+    policy.meta = dataclasses.replace(meta, obs_names=names, action_names=('a', 'b', 'c'))
+    agent = na_agent(policy, action_input='delta', delta_scale=0.5)
+    obs = torch.randn(2, meta.obs_dim)
+    joints = obs[:, [2, 0, 3]]
+    chunk = joints.unsqueeze(1) + torch.arange(meta.horizon * 3.0).reshape(1, meta.horizon, 3)
+    expected = (torch.arange(meta.horizon * 3.0) / 0.5).expand(2, -1)
+    torch.testing.assert_close(agent.normalize_actions(chunk, obs), expected)
+    with pytest.raises(ValueError, match='observations'):
+        agent.normalize_actions(chunk)
+    stats = agent.update(latent_batch(policy))
+    assert np.isfinite(stats['critic_loss']) and np.isfinite(stats['q_noise_loss'])
+    # Without a joint-position observation for every action there is nothing to subtract.
+    policy.meta = dataclasses.replace(meta, obs_names=('a', 'b', 'c', 'd', 'e'),
+                                      action_names=('a', 'b', 'c'))
+    with pytest.raises(ValueError, match='joint_pos/<name>'):
+        na_agent(policy, action_input='delta')
+    with pytest.raises(ValueError, match='action_input'):
+        NAConfig(action_input='relative')
+    # A state trained on absolute inputs does not resume under 'delta' (and back).
+    policy.meta = dataclasses.replace(meta, obs_names=names, action_names=('a', 'b', 'c'))
+    state = na_agent(policy).state_dict()
+    with pytest.raises(ValueError, match="trained on action_input 'absolute'"):
+        na_agent(policy, action_input='delta').load_state_dict(state)
+    with pytest.raises(ValueError, match="'delta'"):
+        na_agent(policy).load_state_dict(agent.state_dict())
+    na_agent(policy, action_input='delta', delta_scale=0.5).load_state_dict(agent.state_dict())
 
 
 def _bandit(policy, n=2048, seed=0):

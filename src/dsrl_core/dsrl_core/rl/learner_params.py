@@ -55,6 +55,12 @@ class LearnerNodeParams:
     pool_noises: int = 16
     # DSRL-NA only: subtract alpha * log pi in the TD target of Q^A (soft backup).
     backup_entropy: bool = False
+    # DSRL-NA only: what the action critic sees of a chunk: 'delta' = each command minus the
+    # measured position of its joint (observation 'joint_pos/<joint>'), over delta_scale rad;
+    # 'absolute' = commands scaled to [-1, 1] by the policy's action bounds.
+    action_input: str = 'delta'
+    # DSRL-NA only: scale of the 'delta' chunk input, in command units (rad).
+    delta_scale: float = 0.15
     # Seed of the networks, the updates and the batch sampling.
     seed: int = 0
     # Publish signed actor weights every this many updates.
@@ -156,7 +162,9 @@ class LearnerNodeParams:
                   'action_magnitude': self.action_magnitude, 'seed': self.seed}
         if self.algorithm == 'dsrl_na':
             return NAConfig(n_distill=self.n_distill, pool_noises=self.pool_noises,
-                            backup_entropy=self.backup_entropy, **common)
+                            backup_entropy=self.backup_entropy,
+                            action_input=self.action_input, delta_scale=self.delta_scale,
+                            **common)
         return SACConfig(**common)
 
     def resolved_dirs(self, environ: dict | None = None) -> tuple[str, str, str]:

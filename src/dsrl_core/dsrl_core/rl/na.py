@@ -60,11 +60,21 @@ class NAConfig(SACConfig):
     distill_actor_fraction: float = 0.0
     # Subtract alpha * log pi^W(w' | s') in the TD target of Q^A (soft backup).
     backup_entropy: bool = True
+    # Next chunk of the TD target: 'sample' decodes a noise drawn from the actor, 'mean' the
+    # deterministic actor's noise (the value of acting as evaluated, not of exploring).
+    backup_noise: str = 'sample'
     # Distillation pool: when > 0, each update decodes this many N(0, I) noises for each of
     # pool_states batch states once and keeps (s, w, chunk) in a ring of pool_capacity rows;
     # distillation steps then regress Q^W on pool rows relabelled by the current Q^A, with no
     # base-policy call, so many more of them fit (0 = decode fresh noise at every step).
     pool_noises: int = 0
+    # What Q^A sees of a chunk: 'absolute' commands scaled by the base policy's action bounds
+    # to [-1, 1], or 'delta': each command minus the measured position of its joint (the
+    # observation named 'joint_pos/<action name>'), divided by delta_scale (command units).
+    # The chunks one state's noises decode to differ by a few hundredths of a radian, ~1 % of
+    # the joint range; relative to the arm they span a range a critic can resolve.
+    action_input: str = 'absolute'
+    delta_scale: float = 0.15
     pool_states: int = 4
     pool_capacity: int = 200_000
 
@@ -75,6 +85,13 @@ class NAConfig(SACConfig):
         if self.distill_target not in ('min', 'mean'):
             raise ValueError("distill_target must be 'min' or 'mean', got "
                              f'{self.distill_target!r}')
+        if self.backup_noise not in ('sample', 'mean'):
+            raise ValueError(f"backup_noise must be 'sample' or 'mean', got {self.backup_noise!r}")
+        if self.action_input not in ('absolute', 'delta'):
+            raise ValueError(f"action_input must be 'absolute' or 'delta', got "
+                             f'{self.action_input!r}')
+        if self.delta_scale <= 0:
+            raise ValueError(f'delta_scale must be positive, got {self.delta_scale}')
         if self.pool_noises < 0 or self.pool_states < 1 or self.pool_capacity < 1:
             raise ValueError('pool_noises must be >= 0, pool_states and pool_capacity >= 1')
         if not 0.0 <= self.distill_actor_fraction <= 1.0:
@@ -110,6 +127,16 @@ class DSRLNA:
         high = torch.tensor(meta.action_high, dtype=torch.float32, device=self.device)
         self._act_center = (high + low) / 2
         self._act_half_range = (high - low) / 2
+        self._joint_obs_index = None
+        if cfg.action_input == 'delta':
+            names = list(meta.obs_names)
+            missing = [a for a in meta.action_names if f'joint_pos/{a}' not in names]
+            if not meta.action_names or missing:
+                raise ValueError("action_input 'delta' needs an observation 'joint_pos/<name>' "
+                                 f'for every action; missing for {missing or "(no names)"} in '
+                                 f'obs_names {names}')
+            self._joint_obs_index = torch.tensor(
+                [names.index(f'joint_pos/{a}') for a in meta.action_names], device=self.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.actor = TanhGaussianActor(self.obs_dim, self.act_dim, cfg.hidden,
@@ -143,16 +170,29 @@ class DSRLNA:
         """Current entropy temperature."""
         return float(self.log_alpha.exp())
 
-    def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        """Map chunks ``[B, T, act_dim]`` (command units) to ``[B, T * act_dim]`` in [-1, 1]."""
-        return ((actions - self._act_center) / self._act_half_range).reshape(-1, self.chunk_dim)
+    def normalize_actions(self, actions: torch.Tensor,
+                          obs: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        Map chunks ``[B, T, act_dim]`` (command units) to Q^A's input ``[B, T * act_dim]``.
+
+        'absolute': scaled to [-1, 1] by the action bounds; 'delta': relative to the joint
+        positions in ``obs`` ``[B, obs_dim]`` (required then), over ``delta_scale``.
+        """
+        if self._joint_obs_index is None:
+            out = (actions - self._act_center) / self._act_half_range
+        else:
+            if obs is None:
+                raise ValueError("action_input 'delta' needs the observations of the chunks")
+            joints = obs.index_select(-1, self._joint_obs_index).unsqueeze(-2)
+            out = (actions - joints) / self.config.delta_scale
+        return out.reshape(-1, self.chunk_dim)
 
     @torch.no_grad()
     def _decode(self, obs: torch.Tensor, noise_flat: torch.Tensor) -> torch.Tensor:
         """Run the frozen base policy and return the normalised flat chunk."""
         w = noise_flat.reshape((-1,) + self.noise_shape)
         actions = self.base_policy.sample(obs, w)
-        return self.normalize_actions(actions.to(self.device, torch.float32))
+        return self.normalize_actions(actions.to(self.device, torch.float32), obs)
 
     def _tensor(self, batch: Mapping[str, Any], key: str) -> torch.Tensor:
         return torch.as_tensor(batch[key], dtype=torch.float32, device=self.device)
@@ -166,7 +206,7 @@ class DSRLNA:
         if tuple(executed.shape[1:]) != self.noise_shape:
             raise ValueError(f'action must be [B, {self.noise_shape[0]}, {self.noise_shape[1]}], '
                              f'got {tuple(executed.shape)}')
-        action = self.normalize_actions(executed)
+        action = self.normalize_actions(executed, obs)
         reward = self._tensor(batch, 'reward').reshape(-1)
         terminated = self._tensor(batch, 'terminated').reshape(-1)
         alpha = self.log_alpha.detach().exp()
@@ -218,7 +258,8 @@ class DSRLNA:
 
         ``a' = pi_dp(s', w')`` with ``w' ~ pi^W(. | s')`` (drawn from the update generator).
         """
-        next_w, next_log_prob = self.actor(next_obs, generator=self._gen)
+        next_w, next_log_prob = self.actor(next_obs, generator=self._gen,
+                                           deterministic=self.config.backup_noise == 'mean')
         if self.config.kl_to_prior:
             next_log_prob = next_log_prob - prior_log_prob(next_w)
         next_q = self.q_action_target(next_obs, self._decode(next_obs, next_w)).min(0).values
@@ -329,6 +370,16 @@ class DSRLNA:
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` (the networks' shapes must match this object's)."""
+        # Q^A's weights mean something only for the chunk input they were trained on (states
+        # saved before 'delta' existed hold absolute inputs).
+        saved = state_dict.get('config') or {}
+        cfg = self.config
+        theirs = (saved.get('action_input', 'absolute'), saved.get('delta_scale', cfg.delta_scale))
+        ours = (cfg.action_input, cfg.delta_scale)
+        if theirs[0] != ours[0] or (ours[0] == 'delta' and theirs[1] != ours[1]):
+            raise ValueError(f'the state\'s action critic was trained on action_input '
+                             f'{theirs[0]!r} (delta_scale {theirs[1]}); this learner uses '
+                             f'{ours[0]!r} (delta_scale {ours[1]}): set them to match to resume')
         load_algorithm_state(self, state_dict)
         pool = state_dict.get('pool')
         self._pool, self._pool_ptr, self._pool_size = None, 0, 0
