@@ -77,8 +77,6 @@ class BenchConfig:
     init_alpha: float = 1.0
     # Discount per chunk transition.
     gamma: float = 0.99
-    # DSRL-NA: next chunk of the TD target from a sampled ('sample') or the mean actor noise.
-    backup_noise: str = 'sample'
     # Adam learning rate of actor, critics and temperature.
     lr: float = 3e-4
     # DSRL-NA: Q^A's chunk input, 'delta' (from the arm's joint positions) or 'absolute' (over
@@ -116,8 +114,7 @@ def make_agent(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
         return DSRLNA(policy, config=NAConfig(
             utd_ratio=cfg.utd_na, action_magnitude=cfg.action_magnitude,
             n_distill=cfg.n_distill, backup_entropy=cfg.backup_entropy,
-            pool_noises=cfg.pool_noises, backup_noise=cfg.backup_noise,
-            action_input=cfg.action_input, **common))
+            pool_noises=cfg.pool_noises, action_input=cfg.action_input, **common))
     if method == 'sac_action':
         return SAC(policy.meta.obs_dim, policy.meta.noise_dim, SACConfig(
             utd_ratio=cfg.utd, action_magnitude=1.0, target_entropy=None, **common))
@@ -300,8 +297,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--batch-size', type=int, default=d.batch_size)
     p.add_argument('--init-alpha', type=float, default=d.init_alpha)
     p.add_argument('--gamma', type=float, default=d.gamma, help='discount per chunk')
-    p.add_argument('--backup-noise', choices=('sample', 'mean'), default=d.backup_noise,
-                   help='DSRL-NA: next chunk of the TD target from a sampled or the mean noise')
     p.add_argument('--lr', type=float, default=d.lr, help='Adam learning rate')
     p.add_argument('--action-input', choices=('absolute', 'delta'), default=d.action_input,
                    help="DSRL-NA: Q^A's chunk input, over the joint range or from the arm")
@@ -318,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
                       warmup=a.warmup, utd=a.utd, utd_na=a.utd_na, hidden=tuple(a.hidden),
                       batch_size=a.batch_size, threads=a.threads,
                       init_alpha=a.init_alpha, action_magnitude=a.magnitude,
-                      gamma=a.gamma, tau=a.tau, backup_noise=a.backup_noise,
-                      n_critics=a.n_critics, lr=a.lr, action_input=a.action_input, exploration=a.exploration, n_distill=a.n_distill,
+                      gamma=a.gamma, tau=a.tau, n_critics=a.n_critics, lr=a.lr,
+                      action_input=a.action_input, exploration=a.exploration,
+                      n_distill=a.n_distill,
                       backup_entropy=a.backup_entropy, pool_noises=a.pool_noises)
     torch.set_num_threads(cfg.threads)
     policy = DiffusionPolicy.load(a.checkpoint)

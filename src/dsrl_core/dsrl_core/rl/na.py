@@ -60,9 +60,6 @@ class NAConfig(SACConfig):
     distill_actor_fraction: float = 0.0
     # Subtract alpha * log pi^W(w' | s') in the TD target of Q^A (soft backup).
     backup_entropy: bool = True
-    # Next chunk of the TD target: 'sample' decodes a noise drawn from the actor, 'mean' the
-    # deterministic actor's noise (the value of acting as evaluated, not of exploring).
-    backup_noise: str = 'sample'
     # Distillation pool: when > 0, each update decodes this many N(0, I) noises for each of
     # pool_states batch states once and keeps (s, w, chunk) in a ring of pool_capacity rows;
     # distillation steps then regress Q^W on pool rows relabelled by the current Q^A, with no
@@ -85,8 +82,6 @@ class NAConfig(SACConfig):
         if self.distill_target not in ('min', 'mean'):
             raise ValueError("distill_target must be 'min' or 'mean', got "
                              f'{self.distill_target!r}')
-        if self.backup_noise not in ('sample', 'mean'):
-            raise ValueError(f"backup_noise must be 'sample' or 'mean', got {self.backup_noise!r}")
         if self.action_input not in ('absolute', 'delta'):
             raise ValueError(f"action_input must be 'absolute' or 'delta', got "
                              f'{self.action_input!r}')
@@ -258,8 +253,7 @@ class DSRLNA:
 
         ``a' = pi_dp(s', w')`` with ``w' ~ pi^W(. | s')`` (drawn from the update generator).
         """
-        next_w, next_log_prob = self.actor(next_obs, generator=self._gen,
-                                           deterministic=self.config.backup_noise == 'mean')
+        next_w, next_log_prob = self.actor(next_obs, generator=self._gen)
         if self.config.kl_to_prior:
             next_log_prob = next_log_prob - prior_log_prob(next_w)
         next_q = self.q_action_target(next_obs, self._decode(next_obs, next_w)).min(0).values
@@ -377,7 +371,7 @@ class DSRLNA:
         theirs = (saved.get('action_input', 'absolute'), saved.get('delta_scale', cfg.delta_scale))
         ours = (cfg.action_input, cfg.delta_scale)
         if theirs[0] != ours[0] or (ours[0] == 'delta' and theirs[1] != ours[1]):
-            raise ValueError(f'the state\'s action critic was trained on action_input '
+            raise ValueError(f"the state's action critic was trained on action_input "
                              f'{theirs[0]!r} (delta_scale {theirs[1]}); this learner uses '
                              f'{ours[0]!r} (delta_scale {ours[1]}): set them to match to resume')
         load_algorithm_state(self, state_dict)
