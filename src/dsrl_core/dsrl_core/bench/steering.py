@@ -83,6 +83,8 @@ class BenchConfig:
     # the joint range). 'delta' learns much faster (session 4: 0.96 / 0.94 at 100 episodes for
     # seeds 0 / 1, where 'absolute' gives 0.76 / 0.78).
     action_input: str = 'delta'
+    # DSRL-NA: scale of the 'delta' chunk input (rad).
+    delta_scale: float = 0.15
     # Critics per ensemble.
     n_critics: int = 2
     # Polyak rate of the target critics.
@@ -114,7 +116,8 @@ def make_agent(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
         return DSRLNA(policy, config=NAConfig(
             utd_ratio=cfg.utd_na, action_magnitude=cfg.action_magnitude,
             n_distill=cfg.n_distill, backup_entropy=cfg.backup_entropy,
-            pool_noises=cfg.pool_noises, action_input=cfg.action_input, **common))
+            pool_noises=cfg.pool_noises, action_input=cfg.action_input,
+            delta_scale=cfg.delta_scale, **common))
     if method == 'sac_action':
         return SAC(policy.meta.obs_dim, policy.meta.noise_dim, SACConfig(
             utd_ratio=cfg.utd, action_magnitude=1.0, target_entropy=None, **common))
@@ -300,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--lr', type=float, default=d.lr, help='Adam learning rate')
     p.add_argument('--action-input', choices=('absolute', 'delta'), default=d.action_input,
                    help="DSRL-NA: Q^A's chunk input, over the joint range or from the arm")
+    p.add_argument('--delta-scale', type=float, default=d.delta_scale,
+                   help="DSRL-NA: scale of the 'delta' chunk input (rad)")
     p.add_argument('--n-critics', type=int, default=d.n_critics, help='critics per ensemble')
     p.add_argument('--tau', type=float, default=d.tau, help='Polyak rate of the target critics')
     p.add_argument('--magnitude', type=float, default=d.action_magnitude,
@@ -314,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                       batch_size=a.batch_size, threads=a.threads,
                       init_alpha=a.init_alpha, action_magnitude=a.magnitude,
                       gamma=a.gamma, tau=a.tau, n_critics=a.n_critics, lr=a.lr,
-                      action_input=a.action_input, exploration=a.exploration,
+                      action_input=a.action_input, delta_scale=a.delta_scale,
+                      exploration=a.exploration,
                       n_distill=a.n_distill,
                       backup_entropy=a.backup_entropy, pool_noises=a.pool_noises)
     torch.set_num_threads(cfg.threads)
