@@ -57,12 +57,12 @@ class BenchConfig:
     warmup: int = 2
     # Gradient updates per collected chunk transition (update-to-data ratio).
     utd: int = 20
-    # Update-to-data ratio of DSRL-NA. Defaults of DSRL-NA: the configuration that learns here
-    # (docs/benchmarks: 0.90 at 125 and 150 episodes for seeds 0 and 1). UTD 10 with n_distill 2
-    # is ahead at 75-100 episodes but levels off at 0.80-0.84 (session 3).
-    utd_na: int = 3
+    # Update-to-data ratio of DSRL-NA. With the 'delta' chunk input, UTD 10 and 2 distillation
+    # steps per update reach 0.92-0.96 by 50 episodes (seeds 0-2, docs/benchmarks, session 4);
+    # UTD 3 / 10 gets there at 90-100 episodes.
+    utd_na: int = 10
     # DSRL-NA: noise-critic distillation steps per update.
-    n_distill: int = 10
+    n_distill: int = 2
     # DSRL-NA: subtract alpha * log pi in the action critic's TD target (soft backup).
     backup_entropy: bool = False
     # DSRL-NA: noises decoded per pool state (0 = no distillation pool).
@@ -80,8 +80,8 @@ class BenchConfig:
     # Adam learning rate of actor, critics and temperature.
     lr: float = 3e-4
     # DSRL-NA: Q^A's chunk input, 'delta' (from the arm's joint positions) or 'absolute' (over
-    # the joint range). 'delta' learns much faster (session 4: 0.96 / 0.94 at 100 episodes for
-    # seeds 0 / 1, where 'absolute' gives 0.76 / 0.78).
+    # the joint range). 'delta' learns much faster (session 4, UTD 3: 0.96 / 0.94 at 100
+    # episodes for seeds 0 / 1, where 'absolute' gives 0.76 / 0.78).
     action_input: str = 'delta'
     # DSRL-NA: scale of the 'delta' chunk input (rad).
     delta_scale: float = 0.15

@@ -29,8 +29,8 @@ class LearnerNodeParams:
     hidden: tuple[int, ...] = (128, 128, 128)
     # Transitions per gradient step.
     batch_size: int = 256
-    # Gradient updates per arriving transition (update-to-data ratio; DSRL-NA 3, DSRL-SAC 20).
-    utd_ratio: int = 3
+    # Gradient updates per arriving transition (update-to-data ratio; DSRL-NA 10, DSRL-SAC 20).
+    utd_ratio: int = 10
     # Transitions in the replay buffer before the first update.
     warmup_transitions: int = 100
     # Replay buffer capacity in transitions (the oldest are overwritten).
@@ -48,10 +48,10 @@ class LearnerNodeParams:
     # The actor's noise lies in [-action_magnitude, action_magnitude].
     action_magnitude: float = 1.5
     # DSRL-NA only: noise-critic distillation steps per update.
-    n_distill: int = 10
+    n_distill: int = 2
     # DSRL-NA only: distillation pool, noises decoded once per stored state and relabelled by
-    # Q^A at every distillation step (0 = decode fresh noise at every step). With a pool, raise
-    # n_distill (e.g. 10): its steps no longer call the base policy.
+    # Q^A at every distillation step (0 = decode fresh noise at every step). With a pool,
+    # distillation steps no longer call the base policy, so they are cheap.
     pool_noises: int = 16
     # DSRL-NA only: subtract alpha * log pi in the TD target of Q^A (soft backup).
     backup_entropy: bool = False
