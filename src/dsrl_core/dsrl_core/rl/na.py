@@ -3,8 +3,10 @@ DSRL-NA: noise aliasing (the DSRL authors' preferred variant).
 
 Three learned pieces and one frozen one:
 
-* ``Q^A(s, a)``: an action-space critic ensemble on the flattened executed chunk, normalised to
-  ``[-1, 1]`` with the base policy's action bounds. Trained by soft TD on stored
+* ``Q^A(s, a)``: an action-space critic ensemble on the flattened executed chunk, either
+  normalised to ``[-1, 1]`` with the base policy's action bounds (``action_input='absolute'``) or
+  taken relative to the measured joint positions in ``s`` (``'delta'``, see :class:`NAConfig`;
+  what the learner uses by default). Trained by soft TD on stored
   ``(s, a_executed, r, s', terminated)`` with ``a' = pi_dp(s', w')``, ``w' ~ pi^W(. | s')``.
   Because it is defined on executed actions, any data trains it (offline demos, teleop, other
   policies): batches need no ``noise``.
