@@ -97,7 +97,7 @@ class LearnerNodeParams:
     torch_threads: int = 1
     # Raise the learner process's niceness by this much at start (0 = leave it): on a machine it
     # shares with the policy node, training then yields the CPU to the control loop.
-    cpu_nice: int = 10
+    cpu_nice: int = 19
     # Torch device of the networks ('cpu', 'cuda', 'cuda:1').
     device: str = 'cpu'
     # Topic of the incoming transitions (dsrl_msgs/Transition).
