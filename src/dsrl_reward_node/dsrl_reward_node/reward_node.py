@@ -345,6 +345,11 @@ def main(args=None) -> int:
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # Ctrl-C shuts the context down while a callback may still be running; its publish then
+        # fails ("publisher's context is invalid"). That is a clean stop, anything else is not.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
             node.destroy_node()

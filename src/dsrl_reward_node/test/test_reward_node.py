@@ -153,7 +153,14 @@ def test_realsense_recording_source(run, ros_env, tmp_path, frames):
     write_recording(str(path), [outside] * 180 + [inside] * 30, fps=30)
     proc, d = run(image_source='realsense', camera_file=str(path), camera_fps=30,
                   camera_timeout_s=0.5, result_hold_s=0.2)
-    assert d.command(C.Request.COMMAND_START).accepted
+    # READY comes at start-up, before playback delivers its first frame: until then the node
+    # rightly refuses START ('camera not healthy'), so ask again for a few seconds
+    deadline = time.monotonic() + 4.0
+    res = d.command(C.Request.COMMAND_START)
+    while not res.accepted and 'camera not healthy' in res.message and time.monotonic() < deadline:
+        d.spin(0.2)
+        res = d.command(C.Request.COMMAND_START)
+    assert res.accepted, res.message
     st = d.wait_phase(S.PHASE_SUCCESS, timeout=20.0, reason='detector')
     assert st.episode_id == 1
     # detections and status are different topics: the positive one may arrive after the status
