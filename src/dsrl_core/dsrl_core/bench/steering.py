@@ -78,17 +78,17 @@ class BenchConfig:
     # Discount per chunk transition.
     gamma: float = 0.99
     # Adam learning rate of actor, critics and temperature.
-    lr: float = 3e-4
+    lr: float = SACConfig.lr
     # DSRL-NA: Q^A's chunk input, 'delta' (from the arm's joint positions) or 'absolute' (over
     # the joint range). 'delta' learns much faster (session 4, UTD 3: 0.96 / 0.94 at 100
     # episodes for seeds 0 / 1, where 'absolute' gives 0.76 / 0.78).
     action_input: str = 'delta'
     # DSRL-NA: scale of the 'delta' chunk input (rad).
-    delta_scale: float = 0.15
+    delta_scale: float = NAConfig.delta_scale
     # Critics per ensemble.
-    n_critics: int = 2
+    n_critics: int = SACConfig.n_critics
     # Polyak rate of the target critics.
-    tau: float = 0.005
+    tau: float = SACConfig.tau
     # torch CPU threads.
     threads: int = 2
     # Exploration of the stochastic actor while collecting: 'episode' draws the actor's
@@ -320,8 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                       init_alpha=a.init_alpha, action_magnitude=a.magnitude,
                       gamma=a.gamma, tau=a.tau, n_critics=a.n_critics, lr=a.lr,
                       action_input=a.action_input, delta_scale=a.delta_scale,
-                      exploration=a.exploration,
-                      n_distill=a.n_distill,
+                      exploration=a.exploration, n_distill=a.n_distill,
                       backup_entropy=a.backup_entropy, pool_noises=a.pool_noises)
     torch.set_num_threads(cfg.threads)
     policy = DiffusionPolicy.load(a.checkpoint)

@@ -60,7 +60,7 @@ class LearnerNodeParams:
     # 'absolute' = commands scaled to [-1, 1] by the policy's action bounds.
     action_input: str = 'delta'
     # DSRL-NA only: scale of the 'delta' chunk input, in command units (rad).
-    delta_scale: float = 0.15
+    delta_scale: float = NAConfig.delta_scale
     # Seed of the networks, the updates and the batch sampling.
     seed: int = 0
     # Publish signed actor weights every this many updates.
