@@ -3,7 +3,7 @@
 import json
 import pathlib
 
-from dsrl_core.bench.steering import BenchConfig, run_method
+from dsrl_core.bench.steering import BenchConfig, report, run_method
 from dsrl_core.evaluation import evaluate, gaussian_noise_fn
 from dsrl_core.policy import default_checkpoint
 from dsrl_core.policy.diffusion import DiffusionPolicy, load_policy
@@ -35,18 +35,32 @@ def test_shipped_bc_policy_leaves_room_to_improve():
     assert 0.3 <= res.success_rate <= 0.7
 
 
-def test_steering_loop_runs_and_keeps_base_policy_frozen():
+def test_steering_loop_runs_and_keeps_base_policy_frozen(tmp_path):
     torch.set_num_threads(1)
     policy = DiffusionPolicy.load(default_checkpoint())
     before = [p.clone() for p in policy.parameters()]
     cfg = BenchConfig(episodes=3, eval_every=3, eval_episodes=4, warmup=1, utd=2, utd_na=1,
                       hidden=(32, 32), batch_size=16, threads=1)
+    results = []
     for method in ('dsrl_sac', 'dsrl_na', 'sac_action'):
         r = run_method(method, policy, cfg, seed=0, progress=False)
+        results.append(r)
         assert [ep for ep, _ in r['curve']] == [0, 3]
         assert all(0.0 <= sr <= 1.0 for _, sr in r['curve'])
         assert r['updates'] > 0 and len(r['train_success']) == 3
+        # per-start outcomes of the deterministic evaluations agree with the curve
+        assert [ep for ep, _ in r['eval_outcomes']] == [0, 3]
+        for (_, sr), (_, bits) in zip(r['curve'], r['eval_outcomes']):
+            assert len(bits) == 4 and set(bits) <= {'0', '1'}
+            assert bits.count('1') / 4 == sr
     assert all(torch.equal(b, p) for b, p in zip(before, policy.parameters()))
+    text = report(results, tmp_path)
+    na = results[1]
+    failed = [i for i, b in enumerate(na['eval_outcomes'][-1][1]) if b == '0']
+    assert f'seed 0: evaluation starts failed at episode 3 (index i = reset seed 10000 + i): ' \
+           f'{failed}' in text
+    assert {'results.json', 'results.csv', 'table.txt', 'steering.png'} <= {
+        f.name for f in tmp_path.iterdir()}
 
 
 def test_evaluate_with_the_actor_of_a_learner_checkpoint(tmp_path, capsys):
@@ -73,10 +87,16 @@ def test_evaluate_with_the_actor_of_a_learner_checkpoint(tmp_path, capsys):
 
 
 def test_diagnose_runs_small(capsys):
-    from dsrl_core.bench.diagnose import first_chunk_leverage, main
+    from dsrl_core.bench.diagnose import first_chunk_leverage, main, start_difficulty
     lev = first_chunk_leverage(load_policy(), starts=1, candidates=2, repeats=2)
     assert lev.shape == (1, 2) and ((lev >= 0) & (lev <= 1)).all()
-    assert main(['--starts', '1', '--candidates', '2', '--repeats', '1', '--episodes', '4']) == 0
+    assert main(['--starts', '1', '--candidates', '2', '--repeats', '1', '--episodes', '4',
+                 '--draws', '2', '--eval-starts', '3']) == 0
     out = capsys.readouterr().out
     assert '[1] first-chunk leverage over 1 starts' in out
     assert 'classifier on (noise)' in out and 'classifier on (action)' in out
+    assert '[3] BC success per evaluation start' in out and 'of 3' in out
+    hard = start_difficulty(load_policy(), draws=2, starts=3)
+    assert hard.shape == (2, 3) and hard.dtype == bool
+    # the same noise streams as the CLI: the printed rates are these
+    assert ' '.join(f'{i}:{v:.2f}' for i, v in enumerate(hard.mean(0))) in out

@@ -2,8 +2,9 @@
 Diagnostics of steerability: how much the noise matters, and how learnable it is from few episodes.
 
 python -m dsrl_core.bench.diagnose [--starts 12] [--candidates 8] [--repeats 12] [--episodes 100]
+                                  [--draws 24] [--eval-starts 50]
 
-Two measurements on the simulated push task with the shipped (frozen) BC checkpoint:
+Three measurements on the simulated push task with the shipped (frozen) BC checkpoint:
 
 1. **First-chunk leverage.** From each of ``--starts`` evaluation start states, execute the first
    chunk from each of ``--candidates`` noise vectors w_k ~ N(0, I), then continue with the plain
@@ -16,6 +17,11 @@ Two measurements on the simulated push task with the shipped (frozen) BC checkpo
    first chunk is the best of 64 noise candidates by each classifier and the rest is plain BC.
    If the action-space classifier beats BC and the noise-space one does not, a critic over the
    noise needs (much) more data than one over actions for the same decision.
+3. **How hard each evaluation start is.** Run BC (w ~ N(0, I)) ``--draws`` times from each of the
+   ``--eval-starts`` starts the steering benchmark evaluates on (reset seeds 10000 + i) and print
+   every start's success rate: the hardest starts, and whether any start is never solved (then
+   100 % is out of reach for any noise actor that only steers this base policy). The steering
+   benchmark lists the starts its actors fail, by the same index.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from dsrl_core.evaluation import evaluate_chunks
+from dsrl_core.evaluation import evaluate, evaluate_chunks, gaussian_noise_fn
 from dsrl_core.policy import default_checkpoint
 from dsrl_core.policy.diffusion import DiffusionPolicy
 from dsrl_core.rl.networks import CriticEnsemble
@@ -146,6 +152,12 @@ def steered_first_chunk_success(policy: DiffusionPolicy, net: CriticEnsemble, fe
     return evaluate_chunks(chunk_fn, episodes, EVAL_SEED).success_rate
 
 
+def start_difficulty(policy: DiffusionPolicy, draws: int, starts: int = 50) -> np.ndarray:
+    """Return BC success ``[draws, starts]`` from the evaluation starts, one noise stream a row."""
+    return np.stack([evaluate(policy, gaussian_noise_fn(policy.meta.noise_shape, 1000 + k),
+                              episodes=starts, seed=EVAL_SEED).success for k in range(draws)])
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -154,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--candidates', type=int, default=8)
     p.add_argument('--repeats', type=int, default=12)
     p.add_argument('--episodes', type=int, default=100, help='BC episodes for the classifiers')
+    p.add_argument('--draws', type=int, default=24,
+                   help='[3] BC runs per evaluation start (0 = skip [3])')
+    p.add_argument('--eval-starts', type=int, default=50,
+                   help='[3] evaluation starts (the steering benchmark uses 50)')
     p.add_argument('--threads', type=int, default=1)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -174,6 +190,16 @@ def main(argv: list[str] | None = None) -> int:
               f'= best of 64 by a classifier on ({feature}), then BC: success {rate:.2f} on 50 '
               f'fixed-seed episodes', flush=True)
     print(f'({time.time() - t0:.0f} s)')
+    if a.draws > 0:
+        t0 = time.time()
+        rate = start_difficulty(policy, a.draws, a.eval_starts).mean(0)
+        print('[3] BC success per evaluation start (index i = reset seed '
+              f'{EVAL_SEED} + i, {a.draws} noise draws each):')
+        print('  ' + ' '.join(f'{i}:{v:.2f}' for i, v in enumerate(rate)))
+        hardest = np.argsort(rate, kind='stable')[:5]
+        print(f'  mean {rate.mean():.2f}; hardest ' + ', '.join(
+            f'{i} ({rate[i]:.2f})' for i in hardest) + f'; never solved: '
+            f'{int((rate == 0).sum())} of {a.eval_starts} ({time.time() - t0:.0f} s)', flush=True)
     return 0
 
 

@@ -154,11 +154,15 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
         return policy.sample(torch.from_numpy(obs), noise).numpy()
 
     def evaluate_both(ep: int) -> None:
-        curve.append((ep, evaluate_chunks(chunk_fn, cfg.eval_episodes, EVAL_SEED).success_rate))
+        det = evaluate_chunks(chunk_fn, cfg.eval_episodes, EVAL_SEED)
+        curve.append((ep, det.success_rate))
+        # which evaluation starts failed ('0') or succeeded ('1'), by seed EVAL_SEED + index
+        outcomes.append((ep, ''.join('1' if s else '0' for s in det.success)))
         stochastic.append((ep, evaluate_chunks(lambda o: chunk_fn(o, False), cfg.eval_episodes,
                                                EVAL_SEED).success_rate))
 
     curve: list[tuple[int, float]] = []
+    outcomes: list[tuple[int, str]] = []
     stochastic: list[tuple[int, float]] = []
     evaluate_both(0)
     updates, update_time, successes = 0, 0.0, []
@@ -210,6 +214,7 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
                             alpha=f'{stats["alpha"]:.3f}' if updates else '-')
     env.close()
     return {'method': method, 'seed': seed, 'curve': curve, 'curve_stochastic': stochastic,
+            'eval_outcomes': outcomes,
             'seconds': time.time() - t_start, 'updates': updates,
             'updates_per_s': updates / max(update_time, 1e-9),
             'train_success': [bool(s) for s in successes]}
@@ -252,6 +257,12 @@ def report(results: list[dict], out: pathlib.Path) -> str:
         lines.append(f'{m}: reaches 90% at {reach90}, 95% at {reach95} episodes; '
                      f'{np.mean([r["seconds"] for r in runs]):.0f} s per run, '
                      f'{np.mean(ups):.0f} updates/s')
+        for r in runs:
+            if r.get('eval_outcomes'):
+                ep, bits = r['eval_outcomes'][-1]
+                failed = [i for i, b in enumerate(bits) if b == '0']
+                lines.append(f'  seed {r["seed"]}: evaluation starts failed at episode {ep} '
+                             f'(index i = reset seed {EVAL_SEED} + i): {failed}')
     text = '\n'.join(lines)
     (out / 'table.txt').write_text(text + '\n')
     import matplotlib
