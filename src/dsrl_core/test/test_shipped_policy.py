@@ -63,6 +63,19 @@ def test_steering_loop_runs_and_keeps_base_policy_frozen(tmp_path):
         f.name for f in tmp_path.iterdir()}
 
 
+def test_steering_loop_mixes_offline_demonstrations_into_na_batches():
+    torch.set_num_threads(1)
+    policy = DiffusionPolicy.load(default_checkpoint())
+    cfg = BenchConfig(episodes=2, eval_every=2, eval_episodes=2, warmup=1, utd_na=1,
+                      hidden=(32, 32), batch_size=16, threads=1, offline_demos=2,
+                      offline_ratio=0.5)
+    r = run_method('dsrl_na', policy, cfg, seed=0, progress=False)
+    assert r['offline']['episodes'] == 2 and r['offline']['transitions'] >= 2
+    assert r['updates'] > 0 and [ep for ep, _ in r['curve']] == [0, 2]
+    # the other methods cannot use demonstrations (no noise): they run without them
+    assert run_method('dsrl_sac', policy, cfg, seed=0, progress=False)['offline'] is None
+
+
 def test_evaluate_with_the_actor_of_a_learner_checkpoint(tmp_path, capsys):
     from dsrl_core.policy.evaluate import learner_noise_fn, main
     from dsrl_core.rl import checkpoint as ck

@@ -35,7 +35,18 @@ from tqdm import tqdm
 from dsrl_core.evaluation import evaluate, evaluate_chunks, gaussian_noise_fn
 from dsrl_core.policy import default_checkpoint
 from dsrl_core.policy.diffusion import DiffusionPolicy
-from dsrl_core.rl import DSRLNA, DSRLSAC, NAConfig, ReplayBuffer, SAC, SACConfig
+from dsrl_core.policy.make_default import DEMO_SEED
+from dsrl_core.rl import (
+    demos_to_buffer,
+    DSRLNA,
+    DSRLSAC,
+    MixedSampler,
+    NAConfig,
+    ReplayBuffer,
+    SAC,
+    SACConfig,
+)
+from dsrl_core.sim.demos import collect_demos
 from dsrl_core.sim.push_env import PushEnv
 
 METHODS = ('bc', 'dsrl_sac', 'dsrl_na', 'sac_action')
@@ -94,6 +105,11 @@ class BenchConfig:
     # Exploration of the stochastic actor while collecting: 'episode' draws the actor's
     # standard-normal eps once per episode (temporally correlated, gSDE-like), 'chunk' per chunk.
     exploration: str = 'chunk'
+    # DSRL-NA: scripted demonstrations (seed 0; the first 8 are those the shipped BC checkpoint
+    # was trained on) cut into chunk transitions and mixed into every batch (0 = none).
+    offline_demos: int = 0
+    # DSRL-NA: fraction of every batch drawn from the offline demonstrations.
+    offline_ratio: float = 0.1
 
 
 def _chunk_to_unit(chunk: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -144,6 +160,13 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
     agent.set_obs_normalizer(policy.obs_mean, policy.obs_std)
     utd = cfg.utd_na if method == 'dsrl_na' else cfg.utd
     buf = ReplayBuffer(meta.obs_dim, meta.noise_shape, meta.noise_shape, capacity=200_000)
+    sampler, offline_report = buf, None
+    if method == 'dsrl_na' and cfg.offline_demos > 0:
+        offline, offline_report = demos_to_buffer(
+            collect_demos(n=cfg.offline_demos, seed=DEMO_SEED), meta.horizon)
+        sampler = MixedSampler(buf, offline, cfg.offline_ratio)
+        if progress:
+            print(f'offline data, {cfg.offline_ratio:.0%} of every batch: {offline_report}')
     env = PushEnv()
 
     def chunk_fn(obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
@@ -199,7 +222,7 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
             if ep > cfg.warmup:
                 t0 = time.time()
                 for _ in range(utd):
-                    batch = buf.sample(cfg.batch_size, rng)
+                    batch = sampler.sample(cfg.batch_size, rng)
                     if method == 'sac_action':
                         batch['action'] = batch['action'].reshape(cfg.batch_size, -1)
                     stats = agent.update(batch)
@@ -215,6 +238,7 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
     env.close()
     return {'method': method, 'seed': seed, 'curve': curve, 'curve_stochastic': stochastic,
             'eval_outcomes': outcomes,
+            'offline': None if offline_report is None else dataclasses.asdict(offline_report),
             'seconds': time.time() - t_start, 'updates': updates,
             'updates_per_s': updates / max(update_time, 1e-9),
             'train_success': [bool(s) for s in successes]}
@@ -323,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--threads', type=int, default=d.threads)
     p.add_argument('--exploration', choices=('episode', 'chunk'), default=d.exploration,
                    help='actor eps drawn once per episode (correlated) or per chunk')
+    p.add_argument('--offline-demos', type=int, default=d.offline_demos,
+                   help='DSRL-NA: mix this many scripted demonstrations (seed 0; the first 8 '
+                        'trained the shipped BC) into every batch (0 = none)')
+    p.add_argument('--offline-ratio', type=float, default=d.offline_ratio,
+                   help='DSRL-NA: fraction of every batch from the offline demonstrations')
     p.add_argument('--out', default='runs/steering')
     a = p.parse_args(argv)
     cfg = BenchConfig(episodes=a.episodes, eval_every=a.eval_every, eval_episodes=a.eval_episodes,
@@ -332,11 +361,15 @@ def main(argv: list[str] | None = None) -> int:
                       gamma=a.gamma, tau=a.tau, n_critics=a.n_critics, lr=a.lr,
                       action_input=a.action_input, delta_scale=a.delta_scale,
                       exploration=a.exploration, n_distill=a.n_distill,
-                      backup_entropy=a.backup_entropy, pool_noises=a.pool_noises)
+                      backup_entropy=a.backup_entropy, pool_noises=a.pool_noises,
+                      offline_demos=a.offline_demos, offline_ratio=a.offline_ratio)
     torch.set_num_threads(cfg.threads)
     policy = DiffusionPolicy.load(a.checkpoint)
     before = [p_.detach().clone() for p_ in policy.parameters()]
     print(f'steering benchmark: {a.methods} x seeds {a.seeds}; {cfg}')
+    if cfg.offline_demos and set(a.methods) - {'dsrl_na'}:
+        print('note: --offline-demos feeds only dsrl_na (the others learn from the noise that '
+              'chose a chunk, which demonstrations do not have)')
     results = []
     for seed in a.seeds:
         for method in a.methods:

@@ -1,0 +1,63 @@
+"""Demonstrations cut into offline chunk transitions (dsrl_core.rl.offline)."""
+
+from dsrl_core.rl import demos_to_buffer, MixedSampler, ReplayBuffer
+from dsrl_core.sim.demos import collect_demos
+import numpy as np
+import pytest
+
+
+def _demos(lengths, success, obs_dim=2, act_dim=1):
+    n = sum(lengths)
+    # obs[i] = (i, -i), action[i] = 100 + i: every row is recognisable
+    obs = np.stack([np.arange(n), -np.arange(n)], 1).astype(np.float32)[:, :obs_dim]
+    action = (100 + np.arange(n, dtype=np.float32))[:, None].repeat(act_dim, 1)
+    return {'obs': obs, 'action': action, 'episode_ends': np.cumsum(lengths).astype(np.int64),
+            'success': np.asarray(success, bool)}
+
+
+def test_demos_become_chunk_transitions_with_the_task_reward():
+    # episode 0: 6 steps, successful -> chunks [0:3], [3:6] (the last ends on the success step)
+    # episode 1: 5 steps, successful -> [6:9], [9:11] padded with command 110
+    # episode 2: 4 steps, failed     -> [11:14]; the tail [14:15] has no next obs: left out
+    buf, rep = demos_to_buffer(_demos([6, 5, 4], [True, True, False]), horizon=3)
+    d = buf._chronological()
+    assert (rep.episodes, rep.successful, rep.steps, rep.transitions, rep.dropped_tails) == (
+        3, 2, 15, 5, 1)
+    assert '5 chunk transitions' in str(rep) and '1 final chunks of failed' in str(rep)
+    assert d['obs'][:, 0].tolist() == [0, 3, 6, 9, 11]
+    assert d['action'][:, :, 0].tolist() == [[100, 101, 102], [103, 104, 105], [106, 107, 108],
+                                             [109, 110, 110], [111, 112, 113]]
+    # -1 per step until success, 0 on the success step
+    assert d['reward'].tolist() == [-3, -2, -3, -1, -3]
+    assert d['terminated'].tolist() == [False, True, False, True, False]
+    assert d['next_obs'][:, 0].tolist() == [3, 5, 9, 10, 14]
+    assert not d['truncated'].any() and not d['noise'].any()
+    assert buf.noise_shape == buf.action_shape == (3, 1)
+
+
+def test_demos_to_buffer_rejects_malformed_input():
+    good = _demos([4, 4], [True, True])
+    with pytest.raises(ValueError, match='horizon'):
+        demos_to_buffer(good, horizon=0)
+    with pytest.raises(ValueError, match='same N'):
+        demos_to_buffer({**good, 'action': good['action'][:-1]}, horizon=2)
+    with pytest.raises(ValueError, match='strictly increasing'):
+        demos_to_buffer({**good, 'episode_ends': np.array([4, 7])}, horizon=2)
+    bad = {**good, 'obs': good['obs'].copy()}
+    bad['obs'][1, 0] = np.nan
+    with pytest.raises(ValueError, match='non-finite'):
+        demos_to_buffer(bad, horizon=2)
+
+
+def test_scripted_demos_mix_into_online_batches():
+    demos = collect_demos(n=2, seed=0)
+    offline, rep = demos_to_buffer(demos, horizon=4)
+    lengths = np.diff(np.r_[0, demos['episode_ends']])
+    assert rep.transitions == sum(-(-int(n) // 4) for n in lengths)
+    # every demo ends in success: the summed reward is -(steps - episodes)
+    d = offline._chronological()
+    assert d['reward'].sum() == -(rep.steps - rep.episodes) and d['terminated'].sum() == 2
+    online = ReplayBuffer(offline.obs_dim, offline.noise_shape, offline.action_shape, 10)
+    online.add(np.full(8, 7.0), None, np.zeros((4, 3)), -4.0, np.zeros(8), False)
+    batch = MixedSampler(online, offline, 0.25).sample(16, np.random.default_rng(0))
+    assert int((batch['obs'][:, 0] == 7.0).sum()) == 12  # 4 offline rows first, 12 online
