@@ -64,6 +64,14 @@ def test_yaml_block_equals_schema():
     assert from_param_dict(LearnerNodeParams, block, partial=False) == LearnerNodeParams()
 
 
+def test_offline_demo_rewards_equal_the_reward_nodes():
+    doc = yaml.safe_load((ROOT / 'config' / 'dsrl.yaml').read_text())
+    learner = doc['learner_node']['ros__parameters']
+    reward = doc['reward_node']['ros__parameters']
+    assert learner['offline_step_reward'] == reward['step_reward']
+    assert learner['offline_success_reward'] == reward['success_reward']
+
+
 @pytest.mark.parametrize('bad, match', [
     ({'algorithm': 'ppo'}, "algorithm must be one of \\('dsrl_sac', 'dsrl_na'\\)"),
     ({'utd_ratio': 0}, 'utd_ratio must be in'),
@@ -72,6 +80,8 @@ def test_yaml_block_equals_schema():
     ({'hidden': []}, 'hidden must be a non-empty list'),
     ({'policy_plugin': 'nocolon'}, 'policy_plugin must look like'),
     ({'episode_status_topic': '/{robot}/episode_status'}, 'needs explicit robot_ids'),
+    ({'offline_ratio': 1.5}, 'offline_ratio must be in'),
+    ({'algorithm': 'dsrl_sac', 'offline_demos': 'd.npz'}, 'offline_demos needs algorithm dsrl_na'),
 ])
 def test_params_reject_bad_values(bad, match):
     with pytest.raises(ParamError, match=match):
@@ -147,6 +157,23 @@ def test_utd_accounting_warmup_and_idle():
     assert tr.updates_due() == 6 and len(tr.train(4)) == 4 and tr.updates_due() == 2
     stats = tr.train(10)
     assert len(stats) == 2 and {'critic_loss', 'actor_loss', 'alpha', 'q_mean'} <= set(stats[0])
+
+
+def test_trainer_mixes_offline_transitions_into_every_batch():
+    tr = make_trainer()
+    offline = ReplayBuffer(8, (4, 3), (4, 3), 10)
+    offline.add(np.full(8, 7.0), None, np.zeros((4, 3)), -4.0, np.zeros(8), True)
+    with pytest.raises(ValueError, match='other shapes'):
+        tr.set_offline(ReplayBuffer(9, (4, 3), (4, 3), 10), 0.5)
+    tr.set_offline(offline, 0.25)
+    seen = []
+    real_update = tr.algorithm.update
+    tr.algorithm.update = lambda batch: seen.append(batch['obs'][:, 0].clone()) or real_update(
+        batch)
+    fill(tr, 5)
+    assert len(tr.train(100)) == 2 and len(seen) == 2
+    for col in seen:  # batch 16: 4 offline rows (obs 7.0), then 12 online
+        assert (col[:4] == 7.0).all() and not (col[4:] == 7.0).any()
 
 
 def test_flatten_roundtrip_keeps_types():

@@ -1,7 +1,8 @@
 """Demonstrations cut into offline chunk transitions (dsrl_core.rl.offline)."""
 
 from dsrl_core.rl import demos_to_buffer, MixedSampler, ReplayBuffer
-from dsrl_core.sim.demos import collect_demos
+from dsrl_core.rl.offline import load_offline_demos
+from dsrl_core.sim.demos import collect_demos, save_demos
 import numpy as np
 import pytest
 
@@ -61,3 +62,21 @@ def test_scripted_demos_mix_into_online_batches():
     online.add(np.full(8, 7.0), None, np.zeros((4, 3)), -4.0, np.zeros(8), False)
     batch = MixedSampler(online, offline, 0.25).sample(16, np.random.default_rng(0))
     assert int((batch['obs'][:, 0] == 7.0).sum()) == 12  # 4 offline rows first, 12 online
+
+
+def test_load_offline_demos_reads_files_and_names_bad_ones(tmp_path):
+    a, b = tmp_path / 'a.npz', tmp_path / 'b.npz'
+    save_demos(collect_demos(n=1, seed=0), str(a))
+    save_demos(collect_demos(n=2, seed=5), str(b))
+    buf, lines = load_offline_demos([str(a), str(b)], obs_dim=8, horizon=4, act_dim=3)
+    one, _ = demos_to_buffer(collect_demos(n=1, seed=0), 4)
+    two, _ = demos_to_buffer(collect_demos(n=2, seed=5), 4)
+    assert len(buf) == len(one) + len(two) and len(lines) == 2
+    assert lines[0].startswith(f'{a}: 1 demonstration episodes')
+    with pytest.raises(ValueError, match='does not exist'):
+        load_offline_demos([str(tmp_path / 'missing.npz')], 8, 4, 3)
+    with pytest.raises(ValueError, match='obs_dim 8 and act_dim 3; the policy has 9 and 3'):
+        load_offline_demos([str(a)], 9, 4, 3)
+    (tmp_path / 'junk.npz').write_bytes(b'not a zip file')
+    with pytest.raises(ValueError, match='junk.npz: not a readable'):
+        load_offline_demos([str(tmp_path / 'junk.npz')], 8, 4, 3)

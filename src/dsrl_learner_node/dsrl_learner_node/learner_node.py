@@ -29,6 +29,7 @@ from dsrl_core.rl import checkpoint as ck
 from dsrl_core.rl.buffer import ReplayBuffer
 from dsrl_core.rl.keys import resolve_key, WeightsKeyError
 from dsrl_core.rl.learner_params import LearnerNodeParams
+from dsrl_core.rl.offline import load_offline_demos
 from dsrl_core.rl.trainer import (
     architecture_string,
     build_algorithm,
@@ -94,6 +95,15 @@ class LearnerNode(Node):
             for line in self.trainer.warm_start(p.warm_start_paths(), tuple(p.robot_ids)):
                 self.get_logger().info(f'warm start: {line}')
             self.get_logger().info(f'warm start: buffer {len(self.trainer.buffer)} transitions')
+        if p.offline_demo_paths():
+            offline, lines = load_offline_demos(
+                p.offline_demo_paths(), self.meta.obs_dim, self.noise_shape[0],
+                self.noise_shape[1], p.offline_step_reward, p.offline_success_reward)
+            self.trainer.set_offline(offline, p.offline_ratio)
+            for line in lines:
+                self.get_logger().info(f'offline demonstrations: {line}')
+            self.get_logger().info(f'offline demonstrations: {len(offline)} transitions, '
+                                   f'{p.offline_ratio:.0%} of every batch')
 
         os.makedirs(tb_dir, exist_ok=True)
         self.writer = SummaryWriter(tb_dir)

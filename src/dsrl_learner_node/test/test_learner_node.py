@@ -11,6 +11,7 @@ from dsrl_core.policy.base import load_plugin
 from dsrl_core.rl import DSRLSAC
 from dsrl_core.rl.learner_params import LearnerNodeParams
 from dsrl_core.rl.serialize import actor_shapes, unpack_actor
+from dsrl_core.sim.demos import collect_demos, save_demos
 import numpy as np
 import pytest
 import rclpy
@@ -170,8 +171,12 @@ def test_train_publish_reject_checkpoint_resume(ros_env, tmp_path):
     assert {'train/critic_loss', 'train/alpha', 'train/q_mean', 'rate/updates_per_s',
             'buffer/size'} <= tags, tags
 
-    # restart: resumes buffer and update count, re-publishes the newest weights at once
-    proc, log = start_learner(ros_env, tmp_path / 'b.log', **params)
+    # restart: resumes buffer and update count, re-publishes the newest weights at once; now
+    # with two scripted demonstrations mixed into every batch (DSRL-NA's offline data)
+    demos = tmp_path / 'demos.npz'
+    save_demos(collect_demos(n=2, seed=0), str(demos))
+    proc, log = start_learner(ros_env, tmp_path / 'b.log', offline_demos=str(demos),
+                              offline_ratio=0.25, **params)
     try:
         peer.weights.clear()
         assert peer.spin(30.0, lambda: bool(peer.weights)), 'no weights after restart'
@@ -192,6 +197,8 @@ def test_train_publish_reject_checkpoint_resume(ros_env, tmp_path):
     assert rc == 0 and 'Traceback' not in text, text
     assert 'resumed from' in text and '16 updates, buffer 12 transitions' in text, text
     assert 'episodes 1, success 1.00' in text, text
+    assert f'offline demonstrations: {demos}: 2 demonstration episodes' in text, text
+    assert '25% of every batch' in text, text
 
 
 def test_refuses_to_start_without_key_outside_sim(ros_env, tmp_path):
@@ -204,3 +211,14 @@ def test_refuses_to_start_without_key_outside_sim(ros_env, tmp_path):
     assert out.returncode == 2, out.stderr
     assert 'no weights key' in out.stderr and 'Traceback' not in out.stderr
     assert not (tmp_path / 'sim_weights.key').exists()
+
+
+def test_refuses_to_start_with_missing_offline_demos(ros_env, tmp_path):
+    missing = tmp_path / 'nowhere.npz'
+    out = subprocess.run([sys.executable, '-m', 'dsrl_learner_node.learner_node', '--ros-args',
+                          '--params-file', str(PARAMS), '-p', f'data_dir:={tmp_path}',
+                          '-p', f'offline_demos:={missing}'],
+                         env=ros_env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert f'offline demonstrations: {missing} does not exist' in out.stderr
+    assert 'Traceback' not in out.stderr

@@ -76,6 +76,8 @@ class BenchConfig:
     n_distill: int = 2
     # DSRL-NA: subtract alpha * log pi in the action critic's TD target (soft backup).
     backup_entropy: bool = False
+    # DSRL-NA: reduction of the Q^A ensemble that Q^W is distilled onto, 'min' or 'mean'.
+    distill_target: str = NAConfig.distill_target
     # DSRL-NA: noises decoded per pool state (0 = no distillation pool).
     pool_noises: int = 16
     # Hidden layers of actor and critics.
@@ -131,7 +133,8 @@ def make_agent(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
     if method == 'dsrl_na':
         return DSRLNA(policy, config=NAConfig(
             utd_ratio=cfg.utd_na, action_magnitude=cfg.action_magnitude,
-            n_distill=cfg.n_distill, backup_entropy=cfg.backup_entropy,
+            n_distill=cfg.n_distill, distill_target=cfg.distill_target,
+            backup_entropy=cfg.backup_entropy,
             pool_noises=cfg.pool_noises, action_input=cfg.action_input,
             delta_scale=cfg.delta_scale, **common))
     if method == 'sac_action':
@@ -326,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--utd-na', type=int, default=d.utd_na)
     p.add_argument('--n-distill', type=int, default=d.n_distill,
                    help='DSRL-NA: noise-critic distillation steps per update')
+    p.add_argument('--distill-target', choices=('min', 'mean'), default=d.distill_target,
+                   help="DSRL-NA: Q^W regresses onto the 'min' or 'mean' of the Q^A ensemble")
     p.add_argument('--pool-noises', type=int, default=d.pool_noises,
                    help='DSRL-NA: distillation pool, noises decoded per state (0 = none)')
     p.add_argument('--backup-entropy', action=argparse.BooleanOptionalAction,
@@ -361,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                       gamma=a.gamma, tau=a.tau, n_critics=a.n_critics, lr=a.lr,
                       action_input=a.action_input, delta_scale=a.delta_scale,
                       exploration=a.exploration, n_distill=a.n_distill,
+                      distill_target=a.distill_target,
                       backup_entropy=a.backup_entropy, pool_noises=a.pool_noises,
                       offline_demos=a.offline_demos, offline_ratio=a.offline_ratio)
     torch.set_num_threads(cfg.threads)

@@ -85,6 +85,18 @@ class LearnerNodeParams:
     # files) and/or saved buffers (.npz, e.g. from `dsrl to-buffer`) whose transitions are loaded
     # into the replay buffer (checked like live ones; they earn no updates of their own).
     warm_start: str = ''
+    # DSRL-NA only: demonstrations mixed into every batch as offline data (what NA can learn
+    # from without the noise): comma-separated demo files (.npz, dsrl_core.sim.demos format, e.g.
+    # the BC policy's training demos or `dsrl to-demos` output), cut into chunk transitions of
+    # the policy's horizon with the rewards below; empty = online data only. On the push task,
+    # mixing the BC checkpoint's 8 demos at 0.1 did not help (docs/benchmarks, session 6).
+    offline_demos: str = ''
+    # DSRL-NA only: fraction of every batch drawn from offline_demos.
+    offline_ratio: float = 0.1
+    # Reward of each demonstration step before success and of the success step; keep them equal
+    # to reward_node's step_reward / success_reward (a test checks config/dsrl.yaml).
+    offline_step_reward: float = -1.0
+    offline_success_reward: float = 0.0
     # Write a checkpoint when the node shuts down cleanly.
     checkpoint_on_exit: bool = True
     # Updates between TensorBoard loss scalars (means over those updates).
@@ -126,6 +138,10 @@ class LearnerNodeParams:
         check_range('pool_noises', self.pool_noises, 0)
         check_range('cpu_nice', self.cpu_nice, 0, 19)
         check_range('checkpoint_every_s', self.checkpoint_every_s, 0.0)
+        check_range('offline_ratio', self.offline_ratio, 0.0, 1.0)
+        if self.offline_demo_paths() and self.algorithm != 'dsrl_na':
+            raise ParamError('offline_demos needs algorithm dsrl_na (demonstrations carry no '
+                             f'noise for {self.algorithm} to learn from)')
         if self.stats_period_s <= 0:
             raise ParamError(f'stats_period_s must be positive, got {self.stats_period_s}')
         for topic in ('transitions_topic', 'weights_topic', 'episode_status_topic'):
@@ -148,6 +164,10 @@ class LearnerNodeParams:
     def warm_start_paths(self) -> list[str]:
         """Return the warm-start paths (``warm_start`` split at commas, blanks dropped)."""
         return [x.strip() for x in self.warm_start.split(',') if x.strip()]
+
+    def offline_demo_paths(self) -> list[str]:
+        """Return the offline demonstration files (``offline_demos`` split at commas)."""
+        return [x.strip() for x in self.offline_demos.split(',') if x.strip()]
 
     def accepts_robot(self, robot_id: str) -> bool:
         """Return whether transitions of ``robot_id`` are accepted."""

@@ -20,7 +20,8 @@ episode into consecutive chunks of the base policy's horizon ``T``, starting at 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+import os
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -47,15 +48,16 @@ class OfflineReport:
 
 def demos_to_buffer(demos: Mapping[str, Any], horizon: int, step_reward: float = -1.0,
                     success_reward: float = 0.0, capacity: int | None = None,
-                    noise_shape: tuple[int, ...] | None = None
-                    ) -> tuple[ReplayBuffer, OfflineReport]:
+                    noise_shape: tuple[int, ...] | None = None,
+                    buffer: ReplayBuffer | None = None) -> tuple[ReplayBuffer, OfflineReport]:
     """
     Cut ``demos`` into chunk transitions of ``horizon`` steps; return a buffer and a report.
 
     ``demos`` needs ``obs [N, obs_dim]``, ``action [N, act_dim]``, ``episode_ends [E]`` and
     ``success [E]`` (e.g. from ``dsrl_core.sim.demos.load_demos``). The buffer's noise shape is
     ``noise_shape`` (default ``(horizon, act_dim)``, the base policy's), its action shape
-    ``(horizon, act_dim)``; ``capacity`` defaults to the number of transitions.
+    ``(horizon, act_dim)``; ``capacity`` defaults to the number of transitions. With ``buffer``
+    the transitions are appended to it instead (its shapes must match).
     """
     if horizon < 1:
         raise ValueError(f'horizon must be >= 1, got {horizon}')
@@ -99,10 +101,51 @@ def demos_to_buffer(demos: Mapping[str, Any], horizon: int, step_reward: float =
     n = len(rows['obs'])
     report.transitions = n
     act_shape = (horizon, action.shape[1])
-    buf = ReplayBuffer(obs.shape[1], noise_shape or act_shape, act_shape,
-                       capacity or max(n, 1))
+    if buffer is None:
+        buf = ReplayBuffer(obs.shape[1], noise_shape or act_shape, act_shape,
+                           capacity or max(n, 1))
+    else:
+        buf = buffer
+        if (buf.obs_dim, buf.action_shape) != (obs.shape[1], act_shape):
+            raise ValueError(f'demonstrations of obs_dim {obs.shape[1]} and chunk {act_shape} do '
+                             f'not fit a buffer of obs_dim {buf.obs_dim} and chunk '
+                             f'{buf.action_shape}')
     if n:
         buf.add_batch(np.stack(rows['obs']), None, np.stack(rows['action']),
                       np.asarray(rows['reward'], np.float32), np.stack(rows['next_obs']),
                       np.asarray(rows['terminated']))
     return buf, report
+
+
+def load_offline_demos(paths: Sequence[str], obs_dim: int, horizon: int, act_dim: int,
+                       step_reward: float = -1.0, success_reward: float = 0.0
+                       ) -> tuple[ReplayBuffer, list[str]]:
+    """
+    Read demonstration files and cut them into one buffer of chunk transitions.
+
+    Every file is validated (``dsrl_core.sim.demos.load_demos``) and must match the base policy's
+    ``obs_dim`` and ``act_dim``; ValueError names the file otherwise. Returns the buffer and one
+    report line per file.
+    """
+    from dsrl_core.sim.demos import load_demos
+    loaded = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ValueError(f'offline demonstrations: {path} does not exist')
+        demos = load_demos(path)  # ValueError naming the file and the problem
+        shape = (demos['obs'].shape[1], demos['action'].shape[1])
+        if shape != (obs_dim, act_dim):
+            raise ValueError(f'offline demonstrations: {path} has obs_dim {shape[0]} and '
+                             f'act_dim {shape[1]}; the policy has {obs_dim} and {act_dim}')
+        loaded.append((path, demos))
+    if not loaded:
+        raise ValueError('offline demonstrations: no file given')
+    total = sum(int(len(d['obs'])) for _, d in loaded)  # more than the transitions
+    buf = ReplayBuffer(obs_dim, (horizon, act_dim), (horizon, act_dim), max(total, 1))
+    lines = []
+    for path, demos in loaded:
+        _, report = demos_to_buffer(demos, horizon, step_reward, success_reward, buffer=buf)
+        lines.append(f'{path}: {report}')
+    if len(buf) == 0:
+        raise ValueError(f'offline demonstrations: {", ".join(paths)} gave no transition')
+    return buf, lines

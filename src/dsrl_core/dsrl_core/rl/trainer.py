@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dsrl_core.policy.base import BasePolicy
-from dsrl_core.rl.buffer import ReplayBuffer
+from dsrl_core.rl.buffer import ReplayBuffer, sample_mixed
 from dsrl_core.rl.learner_params import LearnerNodeParams
 from dsrl_core.rl.na import DSRLNA
 from dsrl_core.rl.sac import DSRLSAC
@@ -113,6 +113,18 @@ class Trainer:
         self.robot_index: dict[str, int] = {}
         # transitions loaded by warm_start (they count for the warm-up, earn no updates)
         self.preloaded = 0
+        # offline data mixed into every batch (set_offline)
+        self.offline: ReplayBuffer | None = None
+        self.offline_ratio = 0.0
+
+    def set_offline(self, buffer: ReplayBuffer, ratio: float) -> None:
+        """Draw ``ratio`` of every batch from ``buffer`` (e.g. demonstrations) from now on."""
+        if (buffer.obs_dim, buffer.action_shape) != (self.buffer.obs_dim,
+                                                     self.buffer.action_shape):
+            raise ValueError('the offline buffer holds transitions of other shapes')
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f'offline ratio must be in [0, 1], got {ratio}')
+        self.offline, self.offline_ratio = buffer, float(ratio)
 
     @property
     def num_updates(self) -> int:
@@ -142,7 +154,11 @@ class Trainer:
         stats = []
         with self.lock:
             for _ in range(min(n, self.updates_due())):
-                batch = self.buffer.sample(self.batch_size, self.rng)
+                if self.offline is None:
+                    batch = self.buffer.sample(self.batch_size, self.rng)
+                else:
+                    batch = sample_mixed(self.buffer, self.offline, self.offline_ratio,
+                                         self.batch_size, self.rng)
                 stats.append(self.algorithm.update(batch))
         return stats
 
