@@ -3,11 +3,13 @@
 import json
 import pathlib
 
-from dsrl_core.bench.steering import BenchConfig, report, run_method
+from dsrl_core.bench.steering import BenchConfig, make_agent, report, run_method
+from dsrl_core.bench.steering import main as steering_main
 from dsrl_core.evaluation import evaluate, gaussian_noise_fn
 from dsrl_core.policy import default_checkpoint
 from dsrl_core.policy.diffusion import DiffusionPolicy, load_policy
 import numpy as np
+import pytest
 import torch
 
 
@@ -74,6 +76,28 @@ def test_steering_loop_mixes_offline_demonstrations_into_na_batches():
     assert r['updates'] > 0 and [ep for ep, _ in r['curve']] == [0, 2]
     # the other methods cannot use demonstrations (no noise): they run without them
     assert run_method('dsrl_sac', policy, cfg, seed=0, progress=False)['offline'] is None
+
+
+def test_steering_bench_flags_reach_the_agents(monkeypatch):
+    policy = DiffusionPolicy.load(default_checkpoint())
+    cfg = BenchConfig(hidden=(16,), distill_target='mean', target_entropy=-3.0, tau=0.02)
+    na = make_agent('dsrl_na', policy, cfg, seed=0)
+    assert na.config.distill_target == 'mean' and na.target_entropy == -3.0
+    assert na.config.tau == 0.02
+    assert make_agent('dsrl_sac', policy, cfg, seed=0).target_entropy == -3.0
+    seen = {}
+
+    def capture(method, policy, cfg, seed, progress=True):
+        seen['cfg'] = cfg
+        raise KeyboardInterrupt  # stop before training
+
+    monkeypatch.setattr('dsrl_core.bench.steering.run_method', capture)
+    with pytest.raises(KeyboardInterrupt):
+        steering_main(['--methods', 'dsrl_na', '--distill-target', 'mean', '--target-entropy',
+                       '-2', '--offline-demos', '3', '--offline-ratio', '0.3', '--out', 'x'])
+    c = seen['cfg']
+    assert (c.distill_target, c.target_entropy, c.offline_demos, c.offline_ratio) == (
+        'mean', -2.0, 3, 0.3)
 
 
 def test_evaluate_with_the_actor_of_a_learner_checkpoint(tmp_path, capsys):

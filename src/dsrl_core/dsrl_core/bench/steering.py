@@ -88,6 +88,8 @@ class BenchConfig:
     action_magnitude: float = 1.5
     # Initial SAC temperature.
     init_alpha: float = 1.0
+    # Target entropy of the DSRL actors (the authors' 0.0).
+    target_entropy: float = SACConfig.target_entropy
     # Discount per chunk transition.
     gamma: float = 0.99
     # Adam learning rate of actor, critics and temperature.
@@ -129,10 +131,12 @@ def make_agent(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
               'n_critics': cfg.n_critics, 'lr': cfg.lr}
     if method == 'dsrl_sac':
         return DSRLSAC(policy.meta, config=SACConfig(
-            utd_ratio=cfg.utd, action_magnitude=cfg.action_magnitude, **common))
+            utd_ratio=cfg.utd, action_magnitude=cfg.action_magnitude,
+            target_entropy=cfg.target_entropy, **common))
     if method == 'dsrl_na':
         return DSRLNA(policy, config=NAConfig(
             utd_ratio=cfg.utd_na, action_magnitude=cfg.action_magnitude,
+            target_entropy=cfg.target_entropy,
             n_distill=cfg.n_distill, distill_target=cfg.distill_target,
             backup_entropy=cfg.backup_entropy,
             pool_noises=cfg.pool_noises, action_input=cfg.action_input,
@@ -339,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--hidden', type=int, nargs='+', default=list(d.hidden))
     p.add_argument('--batch-size', type=int, default=d.batch_size)
     p.add_argument('--init-alpha', type=float, default=d.init_alpha)
+    p.add_argument('--target-entropy', type=float, default=d.target_entropy,
+                   help='target entropy of the DSRL actors')
     p.add_argument('--gamma', type=float, default=d.gamma, help='discount per chunk')
     p.add_argument('--lr', type=float, default=d.lr, help='Adam learning rate')
     p.add_argument('--action-input', choices=('absolute', 'delta'), default=d.action_input,
@@ -363,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                       warmup=a.warmup, utd=a.utd, utd_na=a.utd_na, hidden=tuple(a.hidden),
                       batch_size=a.batch_size, threads=a.threads,
                       init_alpha=a.init_alpha, action_magnitude=a.magnitude,
+                      target_entropy=a.target_entropy,
                       gamma=a.gamma, tau=a.tau, n_critics=a.n_critics, lr=a.lr,
                       action_input=a.action_input, delta_scale=a.delta_scale,
                       exploration=a.exploration, n_distill=a.n_distill,
