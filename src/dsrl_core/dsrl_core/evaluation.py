@@ -27,6 +27,9 @@ class EvalResult:
     returns: np.ndarray       # [episodes] float
     lengths: np.ndarray       # [episodes] int, control steps
     frames: list[np.ndarray]  # rendered frames of the first episode (empty unless requested)
+    # [episodes] float, the object's distance to the goal centre (m) when the episode ended: a
+    # failure just outside the goal radius is a near miss, one far from it a wrong push
+    goal_dist: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     @property
     def success_rate(self) -> float:
@@ -65,6 +68,7 @@ def evaluate_chunks(chunk_fn: Callable[[np.ndarray], np.ndarray], episodes: int 
     success = np.zeros(episodes, dtype=bool)
     returns = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
+    goal_dist = np.zeros(episodes)
     frames = [envs[0].render()] if record_first else []
     while not done.all():
         live = np.flatnonzero(~done)
@@ -80,10 +84,27 @@ def evaluate_chunks(chunk_fn: Callable[[np.ndarray], np.ndarray], episodes: int 
                 if term or trunc:
                     done[i] = True
                     success[i] = bool(info.get('success', False))
+                    goal_dist[i] = float(info['goal_dist'])
                     break
     for env in envs:
         env.close()
-    return EvalResult(success, returns, lengths, frames)
+    return EvalResult(success, returns, lengths, frames, goal_dist)
+
+
+def failure_summary(result: EvalResult, goal_radius: float, first_seed: int = 10_000) -> str:
+    """
+    Describe the failed episodes of ``result`` in one line.
+
+    Counts the near misses (the object ended within twice the goal radius) and lists each
+    failure as ``index (distance)``, index i = seed ``first_seed + i``.
+    """
+    failed = np.flatnonzero(~result.success)
+    if failed.size == 0:
+        return 'no failed episode'
+    near = int((result.goal_dist[failed] <= 2 * goal_radius).sum())
+    each = ', '.join(f'{i} ({result.goal_dist[i]:.3f} m)' for i in failed)
+    return (f'{failed.size} failed ({near} near misses, ending within {2 * goal_radius:.2f} m of '
+            f'the goal; index i = seed {first_seed} + i): {each}')
 
 
 def save_strip(frames: list[np.ndarray], path: str, every: int = 3, per_row: int = 10) -> None:

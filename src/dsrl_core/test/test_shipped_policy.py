@@ -5,9 +5,10 @@ import pathlib
 
 from dsrl_core.bench.steering import BenchConfig, make_agent, report, run_method
 from dsrl_core.bench.steering import main as steering_main
-from dsrl_core.evaluation import evaluate, gaussian_noise_fn
+from dsrl_core.evaluation import EvalResult, evaluate, failure_summary, gaussian_noise_fn
 from dsrl_core.policy import default_checkpoint
 from dsrl_core.policy.diffusion import DiffusionPolicy, load_policy
+from dsrl_core.sim.push_env import GOAL_RADIUS
 import numpy as np
 import pytest
 import torch
@@ -52,15 +53,21 @@ def test_steering_loop_runs_and_keeps_base_policy_frozen(tmp_path):
         assert r['updates'] > 0 and len(r['train_success']) == 3
         # per-start outcomes of the deterministic evaluations agree with the curve
         assert [ep for ep, _ in r['eval_outcomes']] == [0, 3]
-        for (_, sr), (_, bits) in zip(r['curve'], r['eval_outcomes']):
+        for (_, sr), (_, bits), (_, dist) in zip(r['curve'], r['eval_outcomes'],
+                                                 r['eval_failure_goal_dist']):
             assert len(bits) == 4 and set(bits) <= {'0', '1'}
             assert bits.count('1') / 4 == sr
+            # the failed starts, with where their puck ended: outside the goal radius
+            assert sorted(dist) == [i for i, b in enumerate(bits) if b == '0']
+            assert all(d > GOAL_RADIUS for d in dist.values())
     assert all(torch.equal(b, p) for b, p in zip(before, policy.parameters()))
     text = report(results, tmp_path)
     na = results[1]
     failed = [i for i, b in enumerate(na['eval_outcomes'][-1][1]) if b == '0']
     assert f'seed 0: evaluation starts failed at episode 3 (index i = reset seed 10000 + i): ' \
            f'{failed}' in text
+    if failed:
+        assert 'where the puck ended (m from the goal centre; radius 0.05)' in text
     assert {'results.json', 'results.csv', 'table.txt', 'steering.png'} <= {
         f.name for f in tmp_path.iterdir()}
 
@@ -116,7 +123,9 @@ def test_evaluate_with_the_actor_of_a_learner_checkpoint(tmp_path, capsys):
     assert 'deterministic DSRLSAC actor' in what and '0 updates' in what
     assert main(['--episodes', '2', '--threads', '1', '--learner-checkpoint',
                  str(tmp_path / 'ckpts')]) == 0
-    assert 'with the deterministic DSRLSAC actor' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert 'with the deterministic DSRLSAC actor' in out
+    assert 'failures: no failed episode' in out or 'near misses' in out
     assert main(['--episodes', '2', '--learner-checkpoint', str(tmp_path / 'none')]) == 2
     (tmp_path / 'empty').mkdir()
     assert main(['--episodes', '2', '--learner-checkpoint', str(tmp_path / 'empty')]) == 2
@@ -137,3 +146,14 @@ def test_diagnose_runs_small(capsys):
     assert hard.shape == (2, 3) and hard.dtype == bool
     # the same noise streams as the CLI: the printed rates are these
     assert ' '.join(f'{i}:{v:.2f}' for i, v in enumerate(hard.mean(0))) in out
+
+
+def test_failure_summary_separates_near_misses():
+    res = EvalResult(success=np.array([True, False, False, True, False]),
+                     returns=np.zeros(5), lengths=np.zeros(5, np.int64), frames=[],
+                     goal_dist=np.array([0.01, 0.052, 0.30, 0.02, 0.099]))
+    assert failure_summary(res, 0.05, 100) == (
+        '3 failed (2 near misses, ending within 0.10 m of the goal; index i = seed 100 + i): '
+        '1 (0.052 m), 2 (0.300 m), 4 (0.099 m)')
+    assert failure_summary(EvalResult(np.ones(2, bool), np.zeros(2), np.zeros(2, np.int64), [],
+                                      np.zeros(2)), 0.05) == 'no failed episode'

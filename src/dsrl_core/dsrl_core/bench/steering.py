@@ -47,7 +47,7 @@ from dsrl_core.rl import (
     SACConfig,
 )
 from dsrl_core.sim.demos import collect_demos
-from dsrl_core.sim.push_env import PushEnv
+from dsrl_core.sim.push_env import GOAL_RADIUS, PushEnv
 
 METHODS = ('bc', 'dsrl_sac', 'dsrl_na', 'sac_action')
 TRAIN_SEED_BASE = 1_000_000   # training episodes never reuse an evaluation seed
@@ -188,11 +188,15 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
         curve.append((ep, det.success_rate))
         # which evaluation starts failed ('0') or succeeded ('1'), by seed EVAL_SEED + index
         outcomes.append((ep, ''.join('1' if s else '0' for s in det.success)))
+        # where the object ended (distance to the goal centre, m) in the failed ones
+        fail_dist.append((ep, {int(i): round(float(det.goal_dist[i]), 4)
+                               for i in np.flatnonzero(~det.success)}))
         stochastic.append((ep, evaluate_chunks(lambda o: chunk_fn(o, False), cfg.eval_episodes,
                                                EVAL_SEED).success_rate))
 
     curve: list[tuple[int, float]] = []
     outcomes: list[tuple[int, str]] = []
+    fail_dist: list[tuple[int, dict[int, float]]] = []
     stochastic: list[tuple[int, float]] = []
     evaluate_both(0)
     updates, update_time, successes = 0, 0.0, []
@@ -244,7 +248,7 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
                             alpha=f'{stats["alpha"]:.3f}' if updates else '-')
     env.close()
     return {'method': method, 'seed': seed, 'curve': curve, 'curve_stochastic': stochastic,
-            'eval_outcomes': outcomes,
+            'eval_outcomes': outcomes, 'eval_failure_goal_dist': fail_dist,
             'offline': None if offline_report is None else dataclasses.asdict(offline_report),
             'seconds': time.time() - t_start, 'updates': updates,
             'updates_per_s': updates / max(update_time, 1e-9),
@@ -294,6 +298,13 @@ def report(results: list[dict], out: pathlib.Path) -> str:
                 failed = [i for i, b in enumerate(bits) if b == '0']
                 lines.append(f'  seed {r["seed"]}: evaluation starts failed at episode {ep} '
                              f'(index i = reset seed {EVAL_SEED} + i): {failed}')
+                if r.get('eval_failure_goal_dist'):
+                    dist = r['eval_failure_goal_dist'][-1][1]
+                    near = sum(d <= 2 * GOAL_RADIUS for d in dist.values())
+                    lines.append(f'    where the puck ended (m from the goal centre; radius '
+                                 f'{GOAL_RADIUS}): ' + ', '.join(
+                                     f'{i}: {d:.3f}' for i, d in dist.items())
+                                 + f'; {near} of {len(dist)} within {2 * GOAL_RADIUS:.2f} m')
     text = '\n'.join(lines)
     (out / 'table.txt').write_text(text + '\n')
     import matplotlib

@@ -19,10 +19,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dsrl_core.evaluation import evaluate, gaussian_noise_fn, save_strip
+from dsrl_core.evaluation import evaluate, failure_summary, gaussian_noise_fn, save_strip
 from dsrl_core.policy import default_checkpoint
 from dsrl_core.policy.base import PolicyMeta
 from dsrl_core.policy.diffusion import DiffusionPolicy
+from dsrl_core.sim.push_env import GOAL_RADIUS
 
 
 def learner_noise_fn(path: str, meta: PolicyMeta) -> tuple[Callable, str]:
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
           f'{res.success_rate:.2f}, '
           f'mean length {res.lengths.mean():.1f} steps, mean return {res.returns.mean():.1f} '
           f'({time.time() - t0:.1f} s)')
+    print(f'failures: {failure_summary(res, GOAL_RADIUS, a.seed)}')
     if a.strip:
         save_strip(res.frames, a.strip)
         print(f'wrote {a.strip}')
