@@ -80,3 +80,7 @@ def test_load_offline_demos_reads_files_and_names_bad_ones(tmp_path):
     (tmp_path / 'junk.npz').write_bytes(b'not a zip file')
     with pytest.raises(ValueError, match='junk.npz: not a readable'):
         load_offline_demos([str(tmp_path / 'junk.npz')], 8, 4, 3)
+    data = a.read_bytes()
+    (tmp_path / 'cut.npz').write_bytes(data[:len(data) // 2])  # a truncated copy
+    with pytest.raises(ValueError, match='cut.npz: not a readable'):
+        load_offline_demos([str(tmp_path / 'cut.npz')], 8, 4, 3)

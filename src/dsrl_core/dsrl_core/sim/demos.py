@@ -121,7 +121,7 @@ def load_demos(path: str) -> dict[str, Any]:
     try:
         with np.load(path, allow_pickle=False) as data:
             demos = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except Exception as exc:  # BadZipFile, bad CRC, truncated file, object arrays, OSError
         raise ValueError(f'{path}: not a readable .npz demo file ({exc})') from exc
     validate_demos(demos, source=path)
     demos['meta'] = json.loads(str(demos['meta_json']))
