@@ -61,7 +61,30 @@ def test_scripted_demos_mix_into_online_batches():
     online = ReplayBuffer(offline.obs_dim, offline.noise_shape, offline.action_shape, 10)
     online.add(np.full(8, 7.0), None, np.zeros((4, 3)), -4.0, np.zeros(8), False)
     batch = MixedSampler(online, offline, 0.25).sample(16, np.random.default_rng(0))
-    assert int((batch['obs'][:, 0] == 7.0).sum()) == 12  # 4 offline rows first, 12 online
+    assert int((batch['obs'][:, 0] == 7.0).sum()) == 12  # 4 offline rows, 12 online
+
+
+def test_na_distillation_pool_sees_online_states_when_demos_are_mixed_in():
+    # DSRL-NA grows its distillation pool from the first pool_states rows of each batch: with
+    # demonstrations mixed in, those must be online states too, not only demonstration ones
+    from dsrl_core.policy import default_checkpoint
+    from dsrl_core.policy.diffusion import DiffusionPolicy
+    from dsrl_core.rl import DSRLNA, NAConfig
+    import torch
+    torch.set_num_threads(1)
+    policy = DiffusionPolicy.load(default_checkpoint())
+    offline, _ = demos_to_buffer(collect_demos(n=4, seed=0), policy.meta.horizon)
+    online = ReplayBuffer(8, (4, 3), (4, 3), 100)
+    for _ in range(50):  # marker: online observations have obs[0] == 9.0
+        online.add(np.full(8, 9.0), None, np.zeros((4, 3)), -4.0, np.full(8, 9.0), False)
+    agent = DSRLNA(policy, config=NAConfig(hidden=(16,), pool_noises=2, n_distill=1,
+                                           action_input='delta'))
+    rng = np.random.default_rng(0)
+    sampler = MixedSampler(online, offline, 0.1)
+    for _ in range(10):
+        agent.update(sampler.sample(64, rng))
+    pooled = agent._pool[0][:agent._pool_size, 0]
+    assert len(pooled) == 80 and 0.5 < float((pooled == 9.0).float().mean()) <= 1.0
 
 
 def test_load_offline_demos_reads_files_and_names_bad_ones(tmp_path):

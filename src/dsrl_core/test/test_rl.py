@@ -712,6 +712,14 @@ def test_mixed_sampling_ratio():
     batch = sampler.sample(16, rng)
     assert batch['obs'].shape == (16, 2)
     assert int((batch['robot_id'] == 7).sum()) == 4 and int((batch['robot_id'] == 1).sum()) == 12
+    # shuffled together: over many batches the offline rows land at every position, so the
+    # first rows of a batch (what DSRL-NA's distillation pool takes) are not all offline ones
+    firsts = torch.stack([sampler.sample(16, rng)['robot_id'][:4] for _ in range(200)])
+    assert 0.15 < float((firsts == 7).float().mean()) < 0.35
+    b = sampler.sample(16, rng)  # rows stay whole: every field permuted alike
+    assert torch.equal(b['obs'][:, 0], b['reward']) and torch.equal(b['next_obs'][:, 1],
+                                                                    b['reward'] + 1)
+    assert torch.equal(b['action'][:, 0], 2 * b['reward'])
     assert int((sample_mixed(online, offline, 0.0, 16, rng)['robot_id'] == 7).sum()) == 0
     with pytest.raises(ValueError):
         MixedSampler(online, ReplayBuffer(3, (1,), (1,), 5), 0.5)

@@ -225,8 +225,9 @@ def sample_mixed(online: ReplayBuffer, offline: ReplayBuffer, offline_ratio: flo
     """
     Draw ``round(offline_ratio * batch_size)`` offline and the rest online transitions.
 
-    An empty side contributes nothing and the other side fills the batch. The offline rows come
-    first in the returned batch.
+    An empty side contributes nothing and the other side fills the batch. The rows are shuffled
+    together: a learner that takes a few states of a batch from its front (DSRL-NA's
+    distillation pool takes the first ``pool_states``) sees online and offline ones alike.
     """
     if not 0.0 <= offline_ratio <= 1.0:
         raise ValueError(f'offline_ratio must be in [0, 1], got {offline_ratio}')
@@ -242,7 +243,8 @@ def sample_mixed(online: ReplayBuffer, offline: ReplayBuffer, offline_ratio: flo
         parts.append(online.sample(batch_size - n_off, rng))
     if len(parts) == 1:
         return parts[0]
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    order = torch.from_numpy(rng.permutation(batch_size))
+    return {k: torch.cat([p[k] for p in parts])[order] for k in parts[0]}
 
 
 class MixedSampler:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 from dsrl_core.params import check_choice, check_range, ParamError
@@ -138,6 +139,9 @@ class LearnerNodeParams:
         check_range('pool_noises', self.pool_noises, 0)
         check_range('cpu_nice', self.cpu_nice, 0, 19)
         check_range('checkpoint_every_s', self.checkpoint_every_s, 0.0)
+        for name in ('offline_ratio', 'offline_step_reward', 'offline_success_reward'):
+            if not math.isfinite(getattr(self, name)):
+                raise ParamError(f'{name} must be a finite number, got {getattr(self, name)}')
         check_range('offline_ratio', self.offline_ratio, 0.0, 1.0)
         if self.offline_demo_paths() and self.algorithm != 'dsrl_na':
             raise ParamError('offline_demos needs algorithm dsrl_na (demonstrations carry no '
