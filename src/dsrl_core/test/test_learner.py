@@ -85,6 +85,9 @@ def test_offline_demo_rewards_equal_the_reward_nodes():
     ({'offline_step_reward': float('nan')}, 'offline_step_reward must be a finite number'),
     ({'offline_success_reward': float('inf')}, 'offline_success_reward must be a finite'),
     ({'algorithm': 'dsrl_sac', 'offline_demos': 'd.npz'}, 'offline_demos needs algorithm dsrl_na'),
+    ({'critic_loss': 'huber'}, "critic_loss must be 'mse' or 'hl_gauss'"),
+    ({'value_min': 5.0}, 'value_min must be < value_max'),
+    ({'value_bins': 1}, 'value_bins must be >= 3'),
 ])
 def test_params_reject_bad_values(bad, match):
     with pytest.raises(ParamError, match=match):
@@ -190,9 +193,11 @@ def test_flatten_roundtrip_keeps_types():
         ck.flatten_state({'f': object()}, {})
 
 
-@pytest.mark.parametrize('algorithm', ['dsrl_sac', 'dsrl_na'])
-def test_checkpoint_resume_is_exact(tmp_path, algorithm):
-    p = LearnerNodeParams(algorithm=algorithm, **SMALL)
+@pytest.mark.parametrize('algorithm, extra', [
+    ('dsrl_sac', {}), ('dsrl_na', {}),
+    ('dsrl_na', {'critic_loss': 'hl_gauss', 'value_min': -20.0, 'value_bins': 11})])
+def test_checkpoint_resume_is_exact(tmp_path, algorithm, extra):
+    p = LearnerNodeParams(algorithm=algorithm, **SMALL, **extra)
     base = load_plugin(p.policy_plugin)
 
     def make():
@@ -201,6 +206,8 @@ def test_checkpoint_resume_is_exact(tmp_path, algorithm):
                        p.warmup_transitions, p.batch_size, p.seed)
 
     a = make()
+    if extra:
+        assert a.algorithm.q_action.support.tolist() == torch.linspace(-20.0, 5.0, 11).tolist()
     fill(a, 8)
     a.train(6)
     path = ck.write_checkpoint(str(tmp_path), a.algorithm, a.buffer, a.info())

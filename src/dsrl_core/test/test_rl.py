@@ -2,6 +2,7 @@
 
 import dataclasses
 import io
+import math
 import os
 import threading
 
@@ -10,6 +11,7 @@ from dsrl_core.rl.buffer import MixedSampler, ReplayBuffer, sample_mixed
 from dsrl_core.rl.na import DSRLNA, NAConfig
 from dsrl_core.rl.networks import (
     CriticEnsemble,
+    hl_gauss_probs,
     mlp,
     polyak_update,
     run_mlp,
@@ -277,7 +279,9 @@ def test_sac_config_rejects_bad_values(kwargs):
 
 
 @pytest.mark.parametrize('kwargs', [
-    {'n_distill': -1}, {'distill_target': 'max'}, {'distill_actor_fraction': 1.5}])
+    {'n_distill': -1}, {'distill_target': 'max'}, {'distill_actor_fraction': 1.5},
+    {'critic_loss': 'huber'}, {'value_min': 0.0, 'value_max': 0.0}, {'value_max': math.nan},
+    {'value_bins': 2}, {'hl_sigma': 0.0}])
 def test_na_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):
         NAConfig(**kwargs)
@@ -483,6 +487,68 @@ def test_na_learns_from_offline_batches_without_noise():
         agent.update(dict(demo, action=demo['action'][:, :2]))
 
 
+def test_hl_gauss_probs_are_histograms_whose_mean_is_the_value():
+    support = torch.linspace(-10.0, 2.0, 49)
+    values = torch.tensor([-9.0, -4.37, 0.0, 1.5, -30.0, 7.0])
+    probs = hl_gauss_probs(values, support)
+    assert probs.shape == (6, 49) and bool((probs >= 0).all())
+    torch.testing.assert_close(probs.sum(-1), torch.ones(6))
+    torch.testing.assert_close(probs[:4] @ support, values[:4], atol=1e-3, rtol=0)
+    # outside the support: clamped to its ends (the mass sits at the first / last bins)
+    assert float(probs[4] @ support) < -9.8 and float(probs[5] @ support) > 1.8
+    assert int(probs[4].argmax()) == 0 and int(probs[5].argmax()) == 48
+    # a narrower Gaussian puts more mass on the nearest bin
+    assert hl_gauss_probs(values[:1], support, 0.3).max() > probs[0].max()
+
+
+def test_critic_ensemble_with_a_support_returns_the_histogram_mean():
+    support = torch.linspace(-5.0, 0.0, 11)
+    critic = CriticEnsemble(7, 4, n=3, hidden=(16, 8), support=support)
+    obs, act = torch.randn(5, 7), torch.randn(5, 4)
+    logits = critic.logits(obs, act)
+    assert logits.shape == (3, 5, 11)
+    q = critic(obs, act)
+    torch.testing.assert_close(q, logits.softmax(-1) @ support)
+    assert bool(((q >= -5.0) & (q <= 0.0)).all())
+    for i in range(3):  # member i is a plain MLP with 11 outputs
+        out = critic.member(i)(torch.cat((obs, act), -1))
+        torch.testing.assert_close(out.softmax(-1) @ support, q[i], atol=1e-5, rtol=1e-5)
+    assert torch.equal(critic.state_dict()['support'], support)
+    with pytest.raises(ValueError, match='increasing'):
+        CriticEnsemble(7, 4, support=torch.tensor([1.0, 0.0]))
+
+
+def test_na_hl_gauss_critic_fits_td_targets_and_resumes_only_with_its_support():
+    policy = TanhMLPPolicy()
+    agent = na_agent(policy, critic_loss='hl_gauss', value_min=-10.0, value_max=2.0,
+                     value_bins=25, lr=3e-3)
+    batch = latent_batch(policy, 64)
+    batch['reward'] = -3.0 * torch.ones(64)  # terminal: the TD target is -3 for every row
+    batch['terminated'] = torch.ones(64)
+    first = agent.update(batch)
+    assert first['value_clipped'] == 0.0
+    for _ in range(150):
+        last = agent.update(batch)
+    assert last['critic_loss'] < first['critic_loss']
+    obs = torch.as_tensor(batch['obs'])
+    q = agent.q_action(obs, agent.normalize_actions(torch.as_tensor(batch['action'])))
+    assert float((q.detach() + 3.0).abs().max()) < 0.5
+    batch['reward'] = -50.0 * torch.ones(64)  # below value_min: clamped and counted
+    assert agent.update(batch)['value_clipped'] == 1.0
+    # a classification critic's outputs mean nothing to a regression one, or on another support
+    state = agent.state_dict()
+    with pytest.raises(ValueError, match="critic_loss 'hl_gauss'"):
+        na_agent(policy).load_state_dict(state)
+    with pytest.raises(ValueError, match="critic_loss 'mse'"):
+        na_agent(policy, critic_loss='hl_gauss', value_min=-10.0, value_max=2.0,
+                 value_bins=25).load_state_dict(na_agent(policy).state_dict())
+    with pytest.raises(ValueError, match='value_min/max/bins'):
+        na_agent(policy, critic_loss='hl_gauss', value_min=-20.0, value_max=2.0,
+                 value_bins=25).load_state_dict(state)
+    na_agent(policy, critic_loss='hl_gauss', value_min=-10.0, value_max=2.0,
+             value_bins=25).load_state_dict(state)
+
+
 def test_na_normalizes_actions_with_policy_bounds():
     policy = TanhMLPPolicy()
     agent = na_agent(policy)
@@ -517,7 +583,14 @@ def _make_na():
     return agent, [latent_batch(policy, 64, seed=s) for s in range(8)]
 
 
-@pytest.mark.parametrize('make', [_make_sac, _make_dsrl_sac, _make_na])
+def _make_na_hl_gauss():
+    policy = TanhMLPPolicy()
+    agent = na_agent(policy, critic_loss='hl_gauss', value_min=-10.0, value_max=2.0,
+                     value_bins=25, pool_noises=4)
+    return agent, [latent_batch(policy, 64, seed=s) for s in range(8)]
+
+
+@pytest.mark.parametrize('make', [_make_sac, _make_dsrl_sac, _make_na, _make_na_hl_gauss])
 def test_state_dict_round_trip_continues_identically(make):
     agent, batches = make()
     for b in batches[:4]:

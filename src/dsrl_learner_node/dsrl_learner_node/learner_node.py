@@ -201,8 +201,15 @@ class LearnerNode(Node):
                 self.losses.add(stats)
                 n = self.trainer.num_updates
                 if self.losses.count >= self.p.log_every:
-                    for k, v in self.losses.pop_means().items():
+                    means = self.losses.pop_means()
+                    for k, v in means.items():
                         self.writer.add_scalar(f'train/{k}', v, n)
+                    if means.get('value_clipped', 0.0) > 0.01:
+                        self.get_logger().warning(
+                            f"{means['value_clipped']:.1%} of the action critic's TD targets "
+                            f'fall outside [value_min, value_max] = [{self.p.value_min}, '
+                            f'{self.p.value_max}] and are clamped: widen the range to hold '
+                            'the returns', throttle_duration_sec=60.0)
                 if n % every == 0:
                     self.publish_weights()
         except Exception as exc:  # surface it: the node must not train silently no more

@@ -114,6 +114,12 @@ class BenchConfig:
     offline_demos: int = 0
     # DSRL-NA: fraction of every batch drawn from the offline demonstrations.
     offline_ratio: float = 0.1
+    # DSRL-NA: Q^A fitted by 'mse' regression or 'hl_gauss' classification over value_bins
+    # values in [value_min, value_max] (see NAConfig).
+    critic_loss: str = NAConfig.critic_loss
+    value_min: float = NAConfig.value_min
+    value_max: float = NAConfig.value_max
+    value_bins: int = NAConfig.value_bins
 
 
 def _chunk_to_unit(chunk: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -140,7 +146,9 @@ def make_agent(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
             n_distill=cfg.n_distill, distill_target=cfg.distill_target,
             backup_entropy=cfg.backup_entropy,
             pool_noises=cfg.pool_noises, action_input=cfg.action_input,
-            delta_scale=cfg.delta_scale, **common))
+            delta_scale=cfg.delta_scale, critic_loss=cfg.critic_loss,
+            value_min=cfg.value_min, value_max=cfg.value_max, value_bins=cfg.value_bins,
+            **common))
     if method == 'sac_action':
         return SAC(policy.meta.obs_dim, policy.meta.noise_dim, SACConfig(
             utd_ratio=cfg.utd, action_magnitude=1.0, target_entropy=None, **common))
@@ -245,7 +253,9 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
             bar.set_postfix(eval=f'{curve[-1][1]:.2f}', stoch=f'{stochastic[-1][1]:.2f}',
                             train10=f'{np.mean(successes[-10:]):.1f}',
                             ups=f'{updates / max(update_time, 1e-9):.0f}',
-                            alpha=f'{stats["alpha"]:.3f}' if updates else '-')
+                            alpha=f'{stats["alpha"]:.3f}' if updates else '-',
+                            **({'clipped': f'{stats["value_clipped"]:.3f}'}
+                               if updates and 'value_clipped' in stats else {}))
     env.close()
     return {'method': method, 'seed': seed, 'curve': curve, 'curve_stochastic': stochastic,
             'eval_outcomes': outcomes, 'eval_failure_goal_dist': fail_dist,
@@ -374,6 +384,12 @@ def main(argv: list[str] | None = None) -> int:
                         'trained the shipped BC) into every batch (0 = none)')
     p.add_argument('--offline-ratio', type=float, default=d.offline_ratio,
                    help='DSRL-NA: fraction of every batch from the offline demonstrations')
+    p.add_argument('--critic-loss', choices=('mse', 'hl_gauss'), default=d.critic_loss,
+                   help="DSRL-NA: fit Q^A by 'mse' regression or 'hl_gauss' classification")
+    p.add_argument('--value-range', type=float, nargs=2, default=[d.value_min, d.value_max],
+                   metavar=('MIN', 'MAX'), help="DSRL-NA 'hl_gauss': the value histogram's range")
+    p.add_argument('--value-bins', type=int, default=d.value_bins,
+                   help="DSRL-NA 'hl_gauss': bins of the value histogram")
     p.add_argument('--out', default='runs/steering')
     a = p.parse_args(argv)
     cfg = BenchConfig(episodes=a.episodes, eval_every=a.eval_every, eval_episodes=a.eval_episodes,
@@ -386,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
                       exploration=a.exploration, n_distill=a.n_distill,
                       distill_target=a.distill_target,
                       backup_entropy=a.backup_entropy, pool_noises=a.pool_noises,
-                      offline_demos=a.offline_demos, offline_ratio=a.offline_ratio)
+                      offline_demos=a.offline_demos, offline_ratio=a.offline_ratio,
+                      critic_loss=a.critic_loss, value_min=a.value_range[0],
+                      value_max=a.value_range[1], value_bins=a.value_bins)
     torch.set_num_threads(cfg.threads)
     policy = DiffusionPolicy.load(a.checkpoint)
     before = [p_.detach().clone() for p_ in policy.parameters()]

@@ -62,6 +62,17 @@ class LearnerNodeParams:
     action_input: str = 'delta'
     # DSRL-NA only: scale of the 'delta' chunk input, in command units (rad).
     delta_scale: float = NAConfig.delta_scale
+    # DSRL-NA only: how the action critic is fitted to its TD targets: 'mse' = plain regression
+    # (the DSRL authors') or 'hl_gauss' = classification over value_bins values evenly spaced
+    # in [value_min, value_max] (HL-Gauss cross-entropy, meant to resolve sharp value steps;
+    # on the push task no better than 'mse' over 5 seeds, docs/benchmarks session 7).
+    critic_loss: str = 'mse'
+    # DSRL-NA 'hl_gauss' only: the range must hold the task's discounted returns (chunk rewards
+    # r in [r_min, 0] and discount gamma: values in [r_min / (1 - gamma), 0]); TD targets outside
+    # are clamped and counted (TensorBoard 'train/value_clipped').
+    value_min: float = NAConfig.value_min
+    value_max: float = NAConfig.value_max
+    value_bins: int = NAConfig.value_bins
     # Seed of the networks, the updates and the batch sampling.
     seed: int = 0
     # Publish signed actor weights every this many updates.
@@ -188,6 +199,8 @@ class LearnerNodeParams:
             return NAConfig(n_distill=self.n_distill, pool_noises=self.pool_noises,
                             backup_entropy=self.backup_entropy,
                             action_input=self.action_input, delta_scale=self.delta_scale,
+                            critic_loss=self.critic_loss, value_min=self.value_min,
+                            value_max=self.value_max, value_bins=self.value_bins,
                             **common)
         return SACConfig(**common)
 

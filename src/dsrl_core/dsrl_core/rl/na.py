@@ -31,13 +31,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from dsrl_core.policy.base import BasePolicy
-from dsrl_core.rl.networks import CriticEnsemble, polyak_update, TanhGaussianActor
+from dsrl_core.rl.networks import (
+    CriticEnsemble,
+    hl_gauss_probs,
+    polyak_update,
+    TanhGaussianActor,
+)
 from dsrl_core.rl.sac import (
     actor_act,
     algorithm_state,
@@ -74,6 +80,19 @@ class NAConfig(SACConfig):
     # the joint range; relative to the arm they span a range a critic can resolve.
     action_input: str = 'absolute'
     delta_scale: float = 0.15
+    # How Q^A is fitted to its TD targets: 'mse' (regression, the authors') or 'hl_gauss'
+    # (classification over value_bins evenly spaced values in [value_min, value_max], trained by
+    # cross-entropy to HL-Gauss targets of std hl_sigma x the bin width; Q^A is the histogram's
+    # mean). Meant for values that step sharply (a success vs a near miss under a sparse
+    # reward); on the push task it did no better than 'mse' (docs/benchmarks, session 7).
+    # TD targets outside the range are clamped (counted in the 'value_clipped' statistic), so
+    # the range must cover the task's returns: with r per chunk in [r_min, 0] and discount gamma,
+    # values lie in [r_min / (1 - gamma), 0].
+    critic_loss: str = 'mse'
+    value_min: float = -150.0
+    value_max: float = 5.0
+    value_bins: int = 101
+    hl_sigma: float = 0.75
     pool_states: int = 4
     pool_capacity: int = 200_000
 
@@ -89,6 +108,16 @@ class NAConfig(SACConfig):
                              f'{self.action_input!r}')
         if self.delta_scale <= 0:
             raise ValueError(f'delta_scale must be positive, got {self.delta_scale}')
+        if self.critic_loss not in ('mse', 'hl_gauss'):
+            raise ValueError(f"critic_loss must be 'mse' or 'hl_gauss', got {self.critic_loss!r}")
+        if not (math.isfinite(self.value_min) and math.isfinite(self.value_max)
+                and self.value_min < self.value_max):
+            raise ValueError(f'value_min must be < value_max (both finite), got '
+                             f'{self.value_min}, {self.value_max}')
+        if self.value_bins < 3:
+            raise ValueError(f'value_bins must be >= 3, got {self.value_bins}')
+        if not (math.isfinite(self.hl_sigma) and self.hl_sigma > 0):
+            raise ValueError(f'hl_sigma must be positive, got {self.hl_sigma}')
         if self.pool_noises < 0 or self.pool_states < 1 or self.pool_capacity < 1:
             raise ValueError('pool_noises must be >= 0, pool_states and pool_capacity >= 1')
         if not 0.0 <= self.distill_actor_fraction <= 1.0:
@@ -139,8 +168,10 @@ class DSRLNA:
             self.actor = TanhGaussianActor(self.obs_dim, self.act_dim, cfg.hidden,
                                            cfg.action_magnitude, cfg.log_std_min,
                                            cfg.log_std_max, cfg.layer_norm)
+            support = (torch.linspace(cfg.value_min, cfg.value_max, cfg.value_bins)
+                       if cfg.critic_loss == 'hl_gauss' else None)
             self.q_action = CriticEnsemble(self.obs_dim, self.chunk_dim, cfg.n_critics,
-                                           cfg.hidden, cfg.layer_norm)
+                                           cfg.hidden, cfg.layer_norm, support=support)
             self.q_noise = CriticEnsemble(self.obs_dim, self.act_dim, cfg.n_critics, cfg.hidden,
                                           cfg.layer_norm)
         for module in (self.actor, self.q_action, self.q_noise):
@@ -210,8 +241,7 @@ class DSRLNA:
 
         # Q^A: soft TD on executed chunks; the next chunk is what the actor's noise decodes to.
         target_q = self.td_target(reward, next_obs, terminated, alpha)
-        q = self.q_action(obs, action)
-        q_action_loss = (q - target_q).square().mean(1).sum()
+        q_action_loss, q = self.q_action_loss(obs, action, target_q)
         self.q_action_optim.zero_grad(set_to_none=True)
         q_action_loss.backward()
         self.q_action_optim.step()
@@ -241,11 +271,32 @@ class DSRLNA:
         for _ in range(cfg.n_distill):
             q_noise_loss = self.distill_step(obs)
         self.num_updates += 1
-        stats = torch.stack([q_action_loss.detach(), q_noise_loss, actor_loss.detach(), alpha,
-                             alpha_loss.detach(), q.detach().mean(), pi_q.detach().mean(),
-                             -log_prob.detach().mean()]).tolist()
-        return dict(zip(('critic_loss', 'q_noise_loss', 'actor_loss', 'alpha', 'alpha_loss',
-                         'q_mean', 'q_noise_mean', 'entropy'), stats))
+        values = [q_action_loss.detach(), q_noise_loss, actor_loss.detach(), alpha,
+                  alpha_loss.detach(), q.detach().mean(), pi_q.detach().mean(),
+                  -log_prob.detach().mean()]
+        names = ['critic_loss', 'q_noise_loss', 'actor_loss', 'alpha', 'alpha_loss', 'q_mean',
+                 'q_noise_mean', 'entropy']
+        if cfg.critic_loss == 'hl_gauss':
+            # share of TD targets outside [value_min, value_max] (clamped; should stay ~0)
+            values.append(((target_q < cfg.value_min) | (target_q > cfg.value_max)).float().mean())
+            names.append('value_clipped')
+        return dict(zip(names, torch.stack(values).tolist()))
+
+    def q_action_loss(self, obs: torch.Tensor, action: torch.Tensor,
+                      target_q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Loss of Q^A on normalised chunks against TD targets ``[B]``, summed over the members.
+
+        'mse': mean squared error; 'hl_gauss': cross-entropy to HL-Gauss target histograms.
+        Also returns the members' Q-values ``[n, B]`` (detached for 'hl_gauss').
+        """
+        if self.config.critic_loss == 'mse':
+            q = self.q_action(obs, action)
+            return (q - target_q).square().mean(1).sum(), q
+        logits = self.q_action.logits(obs, action)
+        probs = hl_gauss_probs(target_q, self.q_action.support, self.config.hl_sigma)
+        loss = -(probs * logits.log_softmax(-1)).sum(-1).mean(1).sum()
+        return loss, self.q_action.expectation(logits.detach())
 
     @torch.no_grad()
     def td_target(self, reward: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor,
@@ -376,6 +427,17 @@ class DSRLNA:
             raise ValueError(f"the state's action critic was trained on action_input "
                              f'{theirs[0]!r} (delta_scale {theirs[1]}); this learner uses '
                              f'{ours[0]!r} (delta_scale {ours[1]}): set them to match to resume')
+        # ... and its outputs are values or histograms over one support (states saved before
+        # the classification critic existed are 'mse').
+        keys = ('value_min', 'value_max', 'value_bins')
+        theirs_loss = (saved.get('critic_loss', 'mse'),) + tuple(saved.get(k) for k in keys)
+        ours_loss = (cfg.critic_loss,) + tuple(getattr(cfg, k) for k in keys)
+        if theirs_loss[0] != ours_loss[0] or (ours_loss[0] == 'hl_gauss'
+                                             and theirs_loss != ours_loss):
+            raise ValueError(f"the state's action critic was trained with critic_loss "
+                             f'{theirs_loss[0]!r} (value_min/max/bins {theirs_loss[1:]}); this '
+                             f'learner uses {ours_loss[0]!r} (value_min/max/bins '
+                             f'{ours_loss[1:]}): set them to match to resume')
         load_algorithm_state(self, state_dict)
         pool = state_dict.get('pool')
         self._pool, self._pool_ptr, self._pool_size = None, 0, 0

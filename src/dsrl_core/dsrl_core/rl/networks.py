@@ -81,12 +81,18 @@ class CriticEnsemble(nn.Module):
     """
     ``n`` independent Q(s, a) MLPs evaluated together with one batched matmul per layer.
 
-    Member ``i`` computes exactly what ``mlp(obs_dim + act_dim, 1, hidden, layer_norm)`` with its
-    weights would (see :meth:`member`); the LayerNorm affine parameters are per member.
+    Member ``i`` computes exactly what ``mlp(obs_dim + act_dim, out, hidden, layer_norm)`` with
+    its weights would (see :meth:`member`); the LayerNorm affine parameters are per member.
+
+    With ``support`` (the bin centres of a value histogram, ``[bins]``) each member outputs
+    ``bins`` logits (:meth:`logits`) and :meth:`forward` returns the expected value under their
+    softmax: a classification critic trained with :func:`hl_gauss_probs` targets. Without it,
+    one scalar per member (plain regression).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, n: int = 2,
-                 hidden: Sequence[int] = (256, 256, 256), layer_norm: bool = True) -> None:
+                 hidden: Sequence[int] = (256, 256, 256), layer_norm: bool = True,
+                 support: torch.Tensor | None = None) -> None:
         super().__init__()
         if n < 1:
             raise ValueError(f'an ensemble needs at least one member, got n={n}')
@@ -94,7 +100,17 @@ class CriticEnsemble(nn.Module):
         self.hidden = tuple(int(h) for h in hidden)
         self.layer_norm = layer_norm
         self.obs_norm = ObsNormalizer(obs_dim)
-        dims = (obs_dim + act_dim,) + self.hidden + (1,)
+        self.out_dim = 1
+        self.support: torch.Tensor | None
+        if support is None:
+            self.register_buffer('support', None)
+        else:
+            support = torch.as_tensor(support, dtype=torch.float32).reshape(-1)
+            if support.numel() < 2 or not bool((support[1:] > support[:-1]).all()):
+                raise ValueError('support must hold at least 2 increasing bin centres')
+            self.register_buffer('support', support)
+            self.out_dim = support.numel()
+        dims = (obs_dim + act_dim,) + self.hidden + (self.out_dim,)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         self.ln_weights = nn.ParameterList()
@@ -110,8 +126,8 @@ class CriticEnsemble(nn.Module):
                 self.ln_weights.append(nn.Parameter(torch.ones(n, 1, width)))
                 self.ln_biases.append(nn.Parameter(torch.zeros(n, 1, width)))
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """Return the Q-values of every member, shape ``[n, B]``."""
+    def logits(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Return every member's raw output, shape ``[n, B, out_dim]``."""
         x = torch.cat((self.obs_norm(obs), act), dim=-1)
         h = x.unsqueeze(0).expand(self.n, -1, -1)
         last = len(self.weights) - 1
@@ -123,12 +139,22 @@ class CriticEnsemble(nn.Module):
                 h = F.layer_norm(h, (h.shape[-1],))
                 h = torch.addcmul(self.ln_biases[i], h, self.ln_weights[i])
             h = torch.relu(h)
-        return h.squeeze(-1)
+        return h
+
+    def expectation(self, logits: torch.Tensor) -> torch.Tensor:
+        """Q-values ``[n, B]`` of :meth:`logits` output (the histogram mean with a support)."""
+        if self.support is None:
+            return logits.squeeze(-1)
+        return logits.softmax(-1) @ self.support
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Return the Q-values of every member, shape ``[n, B]``."""
+        return self.expectation(self.logits(obs, act))
 
     @torch.no_grad()
     def member(self, i: int) -> nn.Sequential:
         """Return an independent ``mlp`` holding a copy of member ``i``'s weights (raw obs in)."""
-        net = mlp(self.obs_dim + self.act_dim, 1, self.hidden, self.layer_norm)
+        net = mlp(self.obs_dim + self.act_dim, self.out_dim, self.hidden, self.layer_norm)
         linears = [m for m in net if isinstance(m, nn.Linear)]
         norms = [m for m in net if isinstance(m, nn.LayerNorm)]
         for lin, w, b in zip(linears, self.weights, self.biases):
@@ -195,6 +221,25 @@ class TanhGaussianActor(nn.Module):
         log_det = (2.0 * (LOG_2 - u - F.softplus(-2.0 * u))).sum(-1)
         log_prob = log_prob - log_det - self.act_dim * self._log_magnitude
         return action, log_prob
+
+
+def hl_gauss_probs(values: torch.Tensor, support: torch.Tensor,
+                   sigma_ratio: float = 0.75) -> torch.Tensor:
+    """
+    HL-Gauss classification targets ``[B, bins]`` for scalar ``values`` ``[B]``.
+
+    Each value becomes a Gaussian of standard deviation ``sigma_ratio`` x the bin width,
+    integrated over the bins around the (evenly spaced) ``support`` centres and renormalised;
+    values outside the support are clamped to its ends first. Training a critic by cross-entropy
+    to these (Imani & White 2018; Farebrother et al. 2024, "Stop Regressing") keeps the
+    expected value near the regression target while giving sharp value steps a sharper fit.
+    """
+    width = float(support[1] - support[0])
+    edges = torch.cat([support - width / 2, support[-1:] + width / 2])
+    v = values.clamp(float(support[0]), float(support[-1])).unsqueeze(-1)
+    cdf = torch.special.ndtr((edges - v) / (sigma_ratio * width))
+    probs = cdf[..., 1:] - cdf[..., :-1]
+    return probs / probs.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
 @torch.no_grad()
