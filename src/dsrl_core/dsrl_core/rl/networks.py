@@ -232,7 +232,7 @@ def hl_gauss_probs(values: torch.Tensor, support: torch.Tensor,
     integrated over the bins around the (evenly spaced) ``support`` centres and renormalised;
     values outside the support are clamped to its ends first. Training a critic by cross-entropy
     to these (Imani & White 2018; Farebrother et al. 2024, "Stop Regressing") keeps the
-    expected value near the regression target while giving sharp value steps a sharper fit.
+    expected value near the regression target and is reported to fit sharp value steps better.
     """
     width = float(support[1] - support[0])
     edges = torch.cat([support - width / 2, support[-1:] + width / 2])
