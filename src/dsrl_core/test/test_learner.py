@@ -88,6 +88,9 @@ def test_offline_demo_rewards_equal_the_reward_nodes():
     ({'critic_loss': 'huber'}, "critic_loss must be 'mse' or 'hl_gauss'"),
     ({'value_min': 5.0}, 'value_min must be < value_max'),
     ({'value_bins': 1}, 'value_bins must be >= 3'),
+    ({'value_max': float('nan')}, 'value_min must be < value_max'),
+    ({'algorithm': 'dsrl_sac', 'critic_loss': 'hl_gauss'},
+     'critic_loss .* needs algorithm dsrl_na'),
 ])
 def test_params_reject_bad_values(bad, match):
     with pytest.raises(ParamError, match=match):

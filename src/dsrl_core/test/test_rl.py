@@ -547,6 +547,14 @@ def test_na_hl_gauss_critic_fits_td_targets_and_resumes_only_with_its_support():
                  value_bins=25).load_state_dict(state)
     na_agent(policy, critic_loss='hl_gauss', value_min=-10.0, value_max=2.0,
              value_bins=25).load_state_dict(state)
+    # a state saved before critic_loss existed (no such keys in its config) is an 'mse' one
+    old = na_agent(policy).state_dict()
+    for key in ('critic_loss', 'value_min', 'value_max', 'value_bins', 'hl_sigma'):
+        del old['config'][key]
+    na_agent(policy).load_state_dict(old)
+    with pytest.raises(ValueError, match="trained with critic_loss 'mse'"):
+        na_agent(policy, critic_loss='hl_gauss', value_min=-10.0, value_max=2.0,
+                 value_bins=25).load_state_dict(old)
 
 
 def test_na_normalizes_actions_with_policy_bounds():

@@ -103,13 +103,15 @@ def test_steering_bench_flags_reach_the_agents(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         steering_main(['--methods', 'dsrl_na', '--distill-target', 'mean', '--target-entropy',
                        '-2', '--offline-demos', '3', '--offline-ratio', '0.3', '--critic-loss',
-                       'mse', '--value-range', '-90', '1', '--value-bins', '31', '--out', 'x'])
+                       'hl_gauss', '--value-range', '-90', '1', '--value-bins', '31',
+                       '--out', 'x'])
     c = seen['cfg']
     assert (c.distill_target, c.target_entropy, c.offline_demos, c.offline_ratio) == (
         'mean', -2.0, 3, 0.3)
-    assert (c.critic_loss, c.value_min, c.value_max, c.value_bins) == ('mse', -90.0, 1.0, 31)
+    assert (c.critic_loss, c.value_min, c.value_max, c.value_bins) == ('hl_gauss', -90.0, 1.0, 31)
     hl = make_agent('dsrl_na', policy, dataclasses.replace(
-        cfg, critic_loss='hl_gauss', value_min=-90.0, value_max=1.0, value_bins=31), seed=0)
+        cfg, critic_loss=c.critic_loss, value_min=c.value_min, value_max=c.value_max,
+        value_bins=c.value_bins), seed=0)
     assert hl.q_action.support.tolist() == torch.linspace(-90.0, 1.0, 31).tolist()
 
 

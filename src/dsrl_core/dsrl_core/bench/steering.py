@@ -412,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.offline_demos and set(a.methods) - {'dsrl_na'}:
         print('note: --offline-demos feeds only dsrl_na (the others learn from the noise that '
               'chose a chunk, which demonstrations do not have)')
+    if cfg.critic_loss != 'mse' and set(a.methods) - {'dsrl_na', 'bc'}:
+        print(f'note: --critic-loss {cfg.critic_loss} changes only dsrl_na (the others have no '
+              'action critic Q^A)')
     results = []
     for seed in a.seeds:
         for method in a.methods:

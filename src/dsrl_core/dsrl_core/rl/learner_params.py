@@ -67,9 +67,10 @@ class LearnerNodeParams:
     # in [value_min, value_max] (HL-Gauss cross-entropy, meant to resolve sharp value steps;
     # on the push task no better than 'mse' over 5 seeds, docs/benchmarks session 7).
     critic_loss: str = 'mse'
-    # DSRL-NA 'hl_gauss' only: the range must hold the task's discounted returns (chunk rewards
-    # r in [r_min, 0] and discount gamma: values in [r_min / (1 - gamma), 0]); TD targets outside
-    # are clamped and counted (TensorBoard 'train/value_clipped').
+    # DSRL-NA 'hl_gauss' only: the range must hold the discounted returns the task reaches (no
+    # value is below r_min / (1 - gamma) for chunk rewards r in [r_min, 0]: -400 for 4 steps of
+    # -1 and gamma 0.99; push-task targets stay above -150); TD targets outside are clamped and
+    # counted (TensorBoard 'train/value_clipped', a warning above 1 %).
     value_min: float = NAConfig.value_min
     value_max: float = NAConfig.value_max
     value_bins: int = NAConfig.value_bins
@@ -154,6 +155,9 @@ class LearnerNodeParams:
             if not math.isfinite(getattr(self, name)):
                 raise ParamError(f'{name} must be a finite number, got {getattr(self, name)}')
         check_range('offline_ratio', self.offline_ratio, 0.0, 1.0)
+        if self.critic_loss != 'mse' and self.algorithm != 'dsrl_na':
+            raise ParamError(f'critic_loss {self.critic_loss!r} needs algorithm dsrl_na (it fits '
+                             f'the action critic, which {self.algorithm} does not have)')
         if self.offline_demo_paths() and self.algorithm != 'dsrl_na':
             raise ParamError('offline_demos needs algorithm dsrl_na (demonstrations carry no '
                              f'noise for {self.algorithm} to learn from)')

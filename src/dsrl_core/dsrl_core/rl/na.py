@@ -86,8 +86,10 @@ class NAConfig(SACConfig):
     # mean). Meant for values that step sharply (a success vs a near miss under a sparse
     # reward); on the push task it did no better than 'mse' (docs/benchmarks, session 7).
     # TD targets outside the range are clamped (counted in the 'value_clipped' statistic), so
-    # the range must cover the task's returns: with r per chunk in [r_min, 0] and discount gamma,
-    # values lie in [r_min / (1 - gamma), 0].
+    # the range must hold the returns the task reaches: with r per chunk in [r_min, 0] and
+    # discount gamma no value is below r_min / (1 - gamma) (-400 for 4 steps of -1 and 0.99;
+    # on the push task TD targets stay above -150, the default), and with backup_entropy the
+    # entropy bonus can lift them above 0.
     critic_loss: str = 'mse'
     value_min: float = -150.0
     value_max: float = 5.0

@@ -229,7 +229,8 @@ def hl_gauss_probs(values: torch.Tensor, support: torch.Tensor,
     HL-Gauss classification targets ``[B, bins]`` for scalar ``values`` ``[B]``.
 
     Each value becomes a Gaussian of standard deviation ``sigma_ratio`` x the bin width,
-    integrated over the bins around the (evenly spaced) ``support`` centres and renormalised;
+    integrated over the bins around the ``support`` centres and renormalised (the centres must
+    be evenly spaced, as ``torch.linspace`` makes them: the width is read from the first gap);
     values outside the support are clamped to its ends first. Training a critic by cross-entropy
     to these (Imani & White 2018; Farebrother et al. 2024, "Stop Regressing") keeps the
     expected value near the regression target and is reported to fit sharp value steps better.
