@@ -620,6 +620,21 @@ def test_state_dict_round_trip_continues_identically(make):
     assert np.array_equal(agent.act(obs), fresh.act(obs))
 
 
+def test_state_from_another_device_kind_resumes_with_seeded_generators():
+    agent, batches = _make_na()
+    for b in batches[:2]:
+        agent.update(b)
+    state = agent.state_dict()
+    state['rng'] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state is 16 bytes
+    fresh, _ = _make_na()
+    with pytest.warns(RuntimeWarning, match='rng state not restored.*freshly seeded'):
+        fresh.load_state_dict(state)
+    assert fresh.num_updates == 2
+    for p, q in zip(agent.actor.parameters(), fresh.actor.parameters()):
+        assert torch.equal(p, q)
+    assert all(math.isfinite(v) for v in fresh.update(batches[2]).values())
+
+
 def test_state_dict_rejects_other_algorithm_or_shape():
     sac, _ = _make_sac()
     other = SAC(6, 5, SACConfig(hidden=SMALL))

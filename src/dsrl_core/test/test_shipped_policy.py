@@ -80,10 +80,13 @@ def test_steering_loop_mixes_offline_demonstrations_into_na_batches():
                       hidden=(32, 32), batch_size=16, threads=1, offline_demos=2,
                       offline_ratio=0.5)
     r = run_method('dsrl_na', policy, cfg, seed=0, progress=False)
+    assert 'curve_stochastic' in r and len(r['curve_stochastic']) == 2
     assert r['offline']['episodes'] == 2 and r['offline']['transitions'] >= 2
     assert r['updates'] > 0 and [ep for ep, _ in r['curve']] == [0, 2]
     # the other methods cannot use demonstrations (no noise): they run without them
-    assert run_method('dsrl_sac', policy, cfg, seed=0, progress=False)['offline'] is None
+    sac = run_method('dsrl_sac', policy, dataclasses.replace(cfg, stochastic_eval=False), seed=0,
+                     progress=False)
+    assert sac['offline'] is None and 'curve_stochastic' not in sac
 
 
 def test_steering_bench_flags_reach_the_agents(monkeypatch):
@@ -104,11 +107,12 @@ def test_steering_bench_flags_reach_the_agents(monkeypatch):
         steering_main(['--methods', 'dsrl_na', '--distill-target', 'mean', '--target-entropy',
                        '-2', '--offline-demos', '3', '--offline-ratio', '0.3', '--critic-loss',
                        'hl_gauss', '--value-range', '-90', '1', '--value-bins', '31',
-                       '--out', 'x'])
+                       '--no-stochastic-eval', '--out', 'x'])
     c = seen['cfg']
     assert (c.distill_target, c.target_entropy, c.offline_demos, c.offline_ratio) == (
         'mean', -2.0, 3, 0.3)
     assert (c.critic_loss, c.value_min, c.value_max, c.value_bins) == ('hl_gauss', -90.0, 1.0, 31)
+    assert (c.stochastic_eval, c.device) == (False, 'cpu')
     hl = make_agent('dsrl_na', policy, dataclasses.replace(
         cfg, critic_loss=c.critic_loss, value_min=c.value_min, value_max=c.value_max,
         value_bins=c.value_bins), seed=0)

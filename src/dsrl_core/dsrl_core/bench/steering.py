@@ -120,6 +120,11 @@ class BenchConfig:
     value_min: float = NAConfig.value_min
     value_max: float = NAConfig.value_max
     value_bins: int = NAConfig.value_bins
+    # Torch device of the learners and of the base policy ('cpu', 'cuda'); the simulation and
+    # the rollouts' bookkeeping stay on the CPU.
+    device: str = 'cpu'
+    # Also evaluate the stochastic actor at every evaluation point (doubles evaluation time).
+    stochastic_eval: bool = True
 
 
 def _chunk_to_unit(chunk: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -138,7 +143,7 @@ def make_agent(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
     if method == 'dsrl_sac':
         return DSRLSAC(policy.meta, config=SACConfig(
             utd_ratio=cfg.utd, action_magnitude=cfg.action_magnitude,
-            target_entropy=cfg.target_entropy, **common))
+            target_entropy=cfg.target_entropy, **common), device=cfg.device)
     if method == 'dsrl_na':
         return DSRLNA(policy, config=NAConfig(
             utd_ratio=cfg.utd_na, action_magnitude=cfg.action_magnitude,
@@ -148,10 +153,11 @@ def make_agent(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
             pool_noises=cfg.pool_noises, action_input=cfg.action_input,
             delta_scale=cfg.delta_scale, critic_loss=cfg.critic_loss,
             value_min=cfg.value_min, value_max=cfg.value_max, value_bins=cfg.value_bins,
-            **common))
+            **common), device=cfg.device)
     if method == 'sac_action':
         return SAC(policy.meta.obs_dim, policy.meta.noise_dim, SACConfig(
-            utd_ratio=cfg.utd, action_magnitude=1.0, target_entropy=None, **common))
+            utd_ratio=cfg.utd, action_magnitude=1.0, target_entropy=None, **common),
+            device=cfg.device)
     raise ValueError(f'unknown method {method!r}; choose from {METHODS}')
 
 
@@ -199,8 +205,9 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
         # where the object ended (distance to the goal centre, m) in the failed ones
         fail_dist.append((ep, {int(i): round(float(det.goal_dist[i]), 4)
                                for i in np.flatnonzero(~det.success)}))
-        stochastic.append((ep, evaluate_chunks(lambda o: chunk_fn(o, False), cfg.eval_episodes,
-                                               EVAL_SEED).success_rate))
+        if cfg.stochastic_eval:
+            stochastic.append((ep, evaluate_chunks(lambda o: chunk_fn(o, False),
+                                                   cfg.eval_episodes, EVAL_SEED).success_rate))
 
     curve: list[tuple[int, float]] = []
     outcomes: list[tuple[int, str]] = []
@@ -250,14 +257,16 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
         successes.append(success)
         if ep % cfg.eval_every == 0:
             evaluate_both(ep)
-            bar.set_postfix(eval=f'{curve[-1][1]:.2f}', stoch=f'{stochastic[-1][1]:.2f}',
+            bar.set_postfix(eval=f'{curve[-1][1]:.2f}',
+                            stoch=f'{stochastic[-1][1]:.2f}' if stochastic else '-',
                             train10=f'{np.mean(successes[-10:]):.1f}',
                             ups=f'{updates / max(update_time, 1e-9):.0f}',
                             alpha=f'{stats["alpha"]:.3f}' if updates else '-',
                             **({'clipped': f'{stats["value_clipped"]:.3f}'}
                                if updates and 'value_clipped' in stats else {}))
     env.close()
-    return {'method': method, 'seed': seed, 'curve': curve, 'curve_stochastic': stochastic,
+    return {'method': method, 'seed': seed, 'curve': curve,
+            **({'curve_stochastic': stochastic} if cfg.stochastic_eval else {}),
             'eval_outcomes': outcomes, 'eval_failure_goal_dist': fail_dist,
             'offline': None if offline_report is None else dataclasses.asdict(offline_report),
             'seconds': time.time() - t_start, 'updates': updates,
@@ -390,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
                    metavar=('MIN', 'MAX'), help="DSRL-NA 'hl_gauss': the value histogram's range")
     p.add_argument('--value-bins', type=int, default=d.value_bins,
                    help="DSRL-NA 'hl_gauss': bins of the value histogram")
+    p.add_argument('--device', default=d.device,
+                   help="torch device of the learners and the base policy ('cpu', 'cuda')")
+    p.add_argument('--stochastic-eval', action=argparse.BooleanOptionalAction,
+                   default=d.stochastic_eval,
+                   help='also evaluate the stochastic actor at every evaluation point')
     p.add_argument('--out', default='runs/steering')
     a = p.parse_args(argv)
     cfg = BenchConfig(episodes=a.episodes, eval_every=a.eval_every, eval_episodes=a.eval_episodes,
@@ -404,10 +418,11 @@ def main(argv: list[str] | None = None) -> int:
                       backup_entropy=a.backup_entropy, pool_noises=a.pool_noises,
                       offline_demos=a.offline_demos, offline_ratio=a.offline_ratio,
                       critic_loss=a.critic_loss, value_min=a.value_range[0],
-                      value_max=a.value_range[1], value_bins=a.value_bins)
+                      value_max=a.value_range[1], value_bins=a.value_bins,
+                      device=a.device, stochastic_eval=a.stochastic_eval)
     torch.set_num_threads(cfg.threads)
-    policy = DiffusionPolicy.load(a.checkpoint)
-    before = [p_.detach().clone() for p_ in policy.parameters()]
+    policy = DiffusionPolicy.load(a.checkpoint).to(cfg.device)
+    before = [p_.detach().cpu().clone() for p_ in policy.parameters()]
     print(f'steering benchmark: {a.methods} x seeds {a.seeds}; {cfg}')
     if cfg.offline_demos and set(a.methods) - {'dsrl_na'}:
         print('note: --offline-demos feeds only dsrl_na (the others learn from the noise that '
@@ -424,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f'{method} seed {seed}: ' + ', '.join(f'{ep}:{sr:.2f}' for ep, sr in r['curve'])
                   + f' ({r["seconds"]:.0f} s)', flush=True)
             report(results, pathlib.Path(a.out))
-    frozen = all(torch.equal(b, p_) for b, p_ in zip(before, policy.parameters()))
+    frozen = all(torch.equal(b, p_.cpu()) for b, p_ in zip(before, policy.parameters()))
     print(report(results, pathlib.Path(a.out)))
     print(f'base policy parameters bitwise unchanged: {frozen}')
     print(f'wrote {a.out}/results.json, results.csv, table.txt, steering.png')

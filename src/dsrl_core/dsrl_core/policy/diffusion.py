@@ -107,7 +107,8 @@ class NoisePredictor(nn.Module):
 
     def _embed_t(self, t: torch.Tensor) -> torch.Tensor:
         half = self.time_embed // 2
-        freqs = torch.exp(-math.log(1000.0) * torch.arange(half, dtype=torch.float32) / half)
+        freqs = torch.exp(-math.log(1000.0) * torch.arange(half, dtype=torch.float32,
+                                                                  device=t.device) / half)
         ang = t.float()[:, None] * freqs[None]
         return torch.cat([ang.sin(), ang.cos()], dim=-1)
 
@@ -180,10 +181,14 @@ class DiffusionPolicy(nn.Module):
         """
         Run deterministic DDIM (eta = 0) from the given noise.
 
-        obs [B, obs_dim], noise [B, T, A] -> action chunk [B, T, A] in command units.
+        obs [B, obs_dim], noise [B, T, A] -> action chunk [B, T, A] in command units. The
+        denoising runs on the policy's own device (see ``.to()``); the chunk is returned on the
+        device ``obs`` came on (the CPU for numpy input).
         """
-        obs = torch.as_tensor(obs, dtype=torch.float32)
-        noise = torch.as_tensor(noise, dtype=torch.float32)
+        dev = self.alpha_bars.device
+        out_device = obs.device if isinstance(obs, torch.Tensor) else torch.device('cpu')
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=dev)
+        noise = torch.as_tensor(noise, dtype=torch.float32, device=dev)
         b = obs.shape[0]
         if obs.shape != (b, self.meta.obs_dim):
             raise ValueError(f'obs must be [B, {self.meta.obs_dim}], got {tuple(obs.shape)}')
@@ -195,12 +200,13 @@ class DiffusionPolicy(nn.Module):
         steps = self._ddim_t
         for i, t in enumerate(steps):
             ab = self.alpha_bars[t]
-            ab_prev = self.alpha_bars[steps[i + 1]] if i + 1 < len(steps) else torch.ones(())
-            eps = self.net(x, torch.full((b,), t, dtype=torch.long), cond)
+            ab_prev = (self.alpha_bars[steps[i + 1]] if i + 1 < len(steps)
+                       else torch.ones((), device=dev))
+            eps = self.net(x, torch.full((b,), t, dtype=torch.long, device=dev), cond)
             x0 = ((x - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1.0, 1.0)
             eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
             x = ab_prev.sqrt() * x0 + (1 - ab_prev).sqrt() * eps
-        return self.unnormalize_action(x.reshape(b, *self.meta.noise_shape))
+        return self.unnormalize_action(x.reshape(b, *self.meta.noise_shape)).to(out_device)
 
     # ----- checkpoints ---------------------------------------------------------------------------
     def save(self, directory: str | pathlib.Path, extra: dict[str, Any] | None = None) -> None:

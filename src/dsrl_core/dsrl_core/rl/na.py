@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 from typing import Any, Mapping
 
@@ -54,6 +55,14 @@ from dsrl_core.rl.sac import (
     prior_log_prob,
     SACConfig,
 )
+
+
+def _module_device(obj: Any) -> torch.device:
+    """Device of a torch module's first parameter or buffer; the CPU for anything else."""
+    if isinstance(obj, torch.nn.Module):
+        for t in itertools.chain(obj.parameters(), obj.buffers()):
+            return t.device
+    return torch.device('cpu')
 
 
 @dataclasses.dataclass
@@ -221,7 +230,10 @@ class DSRLNA:
     def _decode(self, obs: torch.Tensor, noise_flat: torch.Tensor) -> torch.Tensor:
         """Run the frozen base policy and return the normalised flat chunk."""
         w = noise_flat.reshape((-1,) + self.noise_shape)
-        actions = self.base_policy.sample(obs, w)
+        # The policy gets its inputs on its own device: a torch module's (move it next to the
+        # networks with .to(device) to decode on the GPU), the CPU for any other black box.
+        dev = _module_device(self.base_policy)
+        actions = self.base_policy.sample(obs.to(dev), w.to(dev))
         return self.normalize_actions(actions.to(self.device, torch.float32), obs)
 
     def _tensor(self, batch: Mapping[str, Any], key: str) -> torch.Tensor:

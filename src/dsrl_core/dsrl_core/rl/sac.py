@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from typing import Any, Mapping
+import warnings
 
 import numpy as np
 import torch
@@ -313,8 +314,15 @@ def load_algorithm_state(algo: Any, state_dict: Mapping[str, Any]) -> None:
     with torch.no_grad():
         algo.log_alpha.copy_(state_dict['log_alpha'])
     algo.num_updates = int(state_dict['num_updates'])
-    algo._gen.set_state(state_dict['rng'])
-    algo._act_gen.set_state(state_dict['act_rng'])
+    for gen, key in ((algo._gen, 'rng'), (algo._act_gen, 'act_rng')):
+        try:
+            gen.set_state(state_dict[key])
+        except (RuntimeError, TypeError, ValueError) as exc:
+            # A CPU generator's state is 5,056 bytes, a CUDA one's 16: a checkpoint written on
+            # another kind of device resumes with this object's seeded generators instead.
+            warnings.warn(f'{key} state not restored ({exc}); a checkpoint from another kind '
+                          'of device resumes with freshly seeded random generators',
+                          RuntimeWarning, stacklevel=2)
 
 
 def check_state_header(state_dict: Mapping[str, Any], algorithm: str, obs_dim: int,

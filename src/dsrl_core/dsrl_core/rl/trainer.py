@@ -23,6 +23,7 @@ import threading
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from dsrl_core.policy.base import BasePolicy
 from dsrl_core.rl.buffer import ReplayBuffer, sample_mixed
@@ -87,8 +88,15 @@ def check_transition(t: Transition, obs_dim: int, noise_shape: tuple[int, int],
 
 
 def build_algorithm(params: LearnerNodeParams, base_policy: BasePolicy) -> DSRLSAC | DSRLNA:
-    """Return the configured algorithm for ``base_policy`` on ``params.device``."""
+    """
+    Return the configured algorithm for ``base_policy`` on ``params.device``.
+
+    DSRL-NA decodes noise with the base policy at every distillation step; a base policy that is
+    a torch module is moved to ``params.device`` so that this runs next to the critics.
+    """
     if params.algorithm == 'dsrl_na':
+        if isinstance(base_policy, torch.nn.Module):
+            base_policy.to(params.device)
         return DSRLNA(base_policy, config=params.algo_config(), device=params.device)
     return DSRLSAC(base_policy.meta, config=params.algo_config(), device=params.device)
 
