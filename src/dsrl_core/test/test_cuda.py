@@ -110,3 +110,10 @@ def test_steering_bench_runs_on_cuda():
     r = run_method('dsrl_na', policy, cfg, seed=0, progress=False)
     assert [ep for ep, _ in r['curve']] == [0, 2] and r['updates'] > 0
     assert 'curve_stochastic' not in r
+
+
+def test_update_rate_bench_on_cuda(capsys):
+    from dsrl_core.bench.update_rate import main
+    assert main(['--device', 'cuda', '--seconds', '0.05', '--hidden', '64', '64']) == 0
+    out = capsys.readouterr().out
+    assert torch.cuda.get_device_name() in out and 'updates/s' in out

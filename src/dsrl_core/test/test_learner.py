@@ -91,10 +91,19 @@ def test_offline_demo_rewards_equal_the_reward_nodes():
     ({'value_max': float('nan')}, 'value_min must be < value_max'),
     ({'algorithm': 'dsrl_sac', 'critic_loss': 'hl_gauss'},
      'critic_loss .* needs algorithm dsrl_na'),
+    ({'device': 'gpu'}, "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"),
+    ({'device': 'meta'}, "device must be 'cpu', 'cuda' or 'cuda:N', got 'meta'"),
+    ({'device': 'cuda:99'}, "device 'cuda:99', but"),
 ])
 def test_params_reject_bad_values(bad, match):
     with pytest.raises(ParamError, match=match):
         from_param_dict(LearnerNodeParams, bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a CUDA device')
+def test_params_name_a_missing_cuda_device():
+    with pytest.raises(ParamError, match="device 'cuda', but torch .* sees no CUDA device"):
+        LearnerNodeParams(device='cuda')
 
 
 def test_params_dirs_and_robots(tmp_path):

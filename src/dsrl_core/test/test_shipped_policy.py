@@ -169,3 +169,19 @@ def test_failure_summary_separates_near_misses():
         '1 (0.052 m), 2 (0.300 m), 4 (0.099 m)')
     assert failure_summary(EvalResult(np.ones(2, bool), np.zeros(2), np.zeros(2, np.int64), [],
                                       np.zeros(2)), 0.05) == 'no failed episode'
+
+
+def test_update_rate_bench_prints_one_rate_per_width(capsys):
+    from dsrl_core.bench.update_rate import main
+    torch.set_num_threads(1)
+    for algorithm in ('dsrl_na', 'dsrl_sac'):
+        assert main(['--algorithm', algorithm, '--seconds', '0.01', '--hidden', '16',
+                     '--hidden', '8', '8', '--batch-size', '32']) == 0
+        out = capsys.readouterr().out
+        assert f'{algorithm} update(), batch 32, on CPU, 1 torch thread(s):' in out
+        rates = [float(line.split(':')[1].split()[0]) for line in out.splitlines()
+                 if 'updates/s' in line]
+        assert len(rates) == 2 and all(r > 0 for r in rates)
+        assert 'hidden                 16:' in out and 'hidden              8 x 8:' in out
+    with pytest.raises(SystemExit):
+        main(['--seconds', '0'])

@@ -6,11 +6,31 @@ import dataclasses
 import math
 import os
 
+import torch
+
 from dsrl_core.params import check_choice, check_range, ParamError
 from dsrl_core.rl.na import NAConfig
 from dsrl_core.rl.sac import SACConfig
 
 ALGORITHMS = ('dsrl_sac', 'dsrl_na')
+
+
+def check_device(device: str) -> None:
+    """Raise ParamError unless ``device`` is 'cpu' or a CUDA device torch can use here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ParamError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from exc
+    if dev.type == 'cpu':
+        return
+    if dev.type != 'cuda':
+        raise ParamError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if not torch.cuda.is_available():
+        raise ParamError(f'device {device!r}, but torch {torch.__version__} sees no CUDA device '
+                         "on this machine (use 'cpu')")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ParamError(f'device {device!r}, but this machine has '
+                         f'{torch.cuda.device_count()} CUDA device(s)')
 
 
 @dataclasses.dataclass
@@ -123,7 +143,8 @@ class LearnerNodeParams:
     # Raise the learner process's niceness by this much at start (0 = leave it): on a machine it
     # shares with the policy node, training then yields the CPU to the control loop.
     cpu_nice: int = 19
-    # Torch device of the networks ('cpu', 'cuda', 'cuda:1').
+    # Torch device of the networks ('cpu', 'cuda', 'cuda:1'); DSRL-NA's base policy moves there
+    # too. At the default widths a GPU is no faster than the CPU (see the README).
     device: str = 'cpu'
     # Topic of the incoming transitions (dsrl_msgs/Transition).
     transitions_topic: str = '/dsrl/transitions'
@@ -169,6 +190,7 @@ class LearnerNodeParams:
         if '{robot}' in self.episode_status_topic and '*' in self.robot_ids:
             raise ParamError("episode_status_topic with '{robot}' needs explicit robot_ids, "
                              f'not {list(self.robot_ids)}')
+        check_device(self.device)
         try:
             self.algo_config()
         except ValueError as exc:
