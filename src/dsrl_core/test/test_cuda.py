@@ -101,6 +101,18 @@ def test_learner_trains_on_cuda_checkpoints_and_resumes_on_either_device(tmp_pat
         torch.testing.assert_close(v, actor[k])
     assert all(math.isfinite(v) for st in c.train(2) for v in st.values())
 
+    ck.write_checkpoint(str(tmp_path / 'laptop'), c.algorithm, c.buffer, c.info())
+    d, _ = make(p)  # and back: a CPU checkpoint resumes on the GPU
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter('always')
+        d.restore_info(ck.read_checkpoint(ck.latest_checkpoint(str(tmp_path / 'laptop')),
+                                          d.algorithm, d.buffer))
+    assert any('freshly seeded' in str(w.message) for w in seen)
+    assert d.num_updates == 8 and all(t.is_cuda for t in d.algorithm.actor.parameters())
+    for k, v in d.algorithm.actor_state_dict().items():
+        torch.testing.assert_close(v, c.algorithm.actor_state_dict()[k])
+    assert all(math.isfinite(v) for st in d.train(2) for v in st.values())
+
 
 def test_steering_bench_runs_on_cuda():
     policy = load_policy().to('cuda')

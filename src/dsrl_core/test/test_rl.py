@@ -633,6 +633,12 @@ def test_state_from_another_device_kind_resumes_with_seeded_generators():
     for p, q in zip(agent.actor.parameters(), fresh.actor.parameters()):
         assert torch.equal(p, q)
     assert all(math.isfinite(v) for v in fresh.update(batches[2]).values())
+    state['rng'] = torch.zeros(5056, dtype=torch.uint8)  # a CPU-sized state, damaged
+    with pytest.raises(RuntimeError, match='Invalid mt19937 state'):
+        _make_na()[0].load_state_dict(state)
+    state['rng'] = torch.zeros(5056)
+    with pytest.raises(ValueError, match='rng state must be bytes'):
+        _make_na()[0].load_state_dict(state)
 
 
 def test_state_dict_rejects_other_algorithm_or_shape():

@@ -185,3 +185,6 @@ def test_update_rate_bench_prints_one_rate_per_width(capsys):
         assert 'hidden                 16:' in out and 'hidden              8 x 8:' in out
     with pytest.raises(SystemExit):
         main(['--seconds', '0'])
+    with pytest.raises(SystemExit):
+        main(['--device', 'gpu'])
+    assert "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'" in capsys.readouterr().err

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from typing import Optional
+import warnings
 
 from dsrl_core.params import declare_schema, ParamError
 from dsrl_core.policy.base import load_plugin
@@ -236,7 +237,11 @@ class LearnerNode(Node):
         path = ck.latest_checkpoint(self.checkpoint_dir)
         if path is None:
             return None
-        info = ck.read_checkpoint(path, self.trainer.algorithm, self.trainer.buffer)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always', RuntimeWarning)
+            info = ck.read_checkpoint(path, self.trainer.algorithm, self.trainer.buffer)
+        for w in caught:  # e.g. generators of another device kind: resumed, not bit-identical
+            self.get_logger().warning(f'resume from {path}: {w.message}')
         self.trainer.restore_info(info)
         self.get_logger().info(f'resumed from {path}: {self.trainer.num_updates} updates, '
                                f'buffer {len(self.trainer.buffer)} transitions')

@@ -33,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from dsrl_core.evaluation import evaluate, evaluate_chunks, gaussian_noise_fn
+from dsrl_core.params import ParamError
 from dsrl_core.policy import default_checkpoint
 from dsrl_core.policy.diffusion import DiffusionPolicy
 from dsrl_core.policy.make_default import DEMO_SEED
@@ -46,6 +47,7 @@ from dsrl_core.rl import (
     SAC,
     SACConfig,
 )
+from dsrl_core.rl.learner_params import check_device
 from dsrl_core.sim.demos import collect_demos
 from dsrl_core.sim.push_env import GOAL_RADIUS, PushEnv
 
@@ -123,7 +125,9 @@ class BenchConfig:
     # Torch device of the learners and of the base policy ('cpu', 'cuda'); the simulation and
     # the rollouts' bookkeeping stay on the CPU.
     device: str = 'cpu'
-    # Also evaluate the stochastic actor at every evaluation point (doubles evaluation time).
+    # Also evaluate the stochastic actor at every evaluation point (doubles evaluation time). It
+    # draws from the actor's generator, which exploration shares: turning it off also changes
+    # the training run of a seed (same distribution, other samples).
     stochastic_eval: bool = True
 
 
@@ -403,9 +407,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch device of the learners and the base policy ('cpu', 'cuda')")
     p.add_argument('--stochastic-eval', action=argparse.BooleanOptionalAction,
                    default=d.stochastic_eval,
-                   help='also evaluate the stochastic actor at every evaluation point')
+                   help='also evaluate the stochastic actor at every evaluation point (it draws '
+                        "from the actor's generator, so\nturning it off also changes the "
+                        'training run of a seed)')
     p.add_argument('--out', default='runs/steering')
     a = p.parse_args(argv)
+    try:
+        check_device(a.device)
+    except ParamError as exc:
+        p.error(str(exc))
     cfg = BenchConfig(episodes=a.episodes, eval_every=a.eval_every, eval_episodes=a.eval_episodes,
                       warmup=a.warmup, utd=a.utd, utd_na=a.utd_na, hidden=tuple(a.hidden),
                       batch_size=a.batch_size, threads=a.threads,

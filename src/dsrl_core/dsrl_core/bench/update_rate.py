@@ -7,8 +7,9 @@ Learner update rate on this machine (prints figures, asserts nothing).
 Times ``update()`` of DSRL-NA (or DSRL-SAC) with the steering benchmark's settings on a fixed
 batch of 256 transitions of the shipped policy, for each network width asked for, after a few
 warm-up updates; on a GPU it synchronises before reading the clock. Use it to choose ``device``,
-``hidden`` and ``utd_ratio`` for a learner machine: the live learner does about this many updates
-per second when it has the machine to itself.
+``hidden`` and ``utd_ratio`` for a learner machine. It is an upper bound for the live learner,
+which shares its machine with transition intake, checkpoints and (in simulation) the other nodes:
+in the lockstep graph on a 2-core CPU it did 16-18 updates/s where this bench does 23-25.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import numpy as np
 import torch
 
 from dsrl_core.bench.steering import BenchConfig, make_agent
+from dsrl_core.params import ParamError
 from dsrl_core.policy import default_checkpoint
 from dsrl_core.policy.diffusion import DiffusionPolicy
+from dsrl_core.rl.learner_params import check_device
 
 
 def fixed_batch(policy: DiffusionPolicy, batch_size: int = 256, seed: int = 0) -> dict:
@@ -74,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.seconds <= 0 or a.threads < 1 or a.batch_size < 1:
         p.error('--seconds, --threads and --batch-size must be positive')
+    try:
+        check_device(a.device)
+    except ParamError as exc:
+        p.error(str(exc))
     torch.set_num_threads(a.threads)
     policy = DiffusionPolicy.load(a.checkpoint).to(a.device)
     where = (torch.cuda.get_device_name(torch.device(a.device))

@@ -315,14 +315,19 @@ def load_algorithm_state(algo: Any, state_dict: Mapping[str, Any]) -> None:
         algo.log_alpha.copy_(state_dict['log_alpha'])
     algo.num_updates = int(state_dict['num_updates'])
     for gen, key in ((algo._gen, 'rng'), (algo._act_gen, 'act_rng')):
-        try:
-            gen.set_state(state_dict[key])
-        except (RuntimeError, TypeError, ValueError) as exc:
+        state = torch.as_tensor(state_dict[key])
+        if state.dtype != torch.uint8:
+            raise ValueError(f'{key} state must be bytes (uint8), got {state.dtype}')
+        if state.numel() != gen.get_state().numel():
             # A CPU generator's state is 5,056 bytes, a CUDA one's 16: a checkpoint written on
-            # another kind of device resumes with this object's seeded generators instead.
-            warnings.warn(f'{key} state not restored ({exc}); a checkpoint from another kind '
-                          'of device resumes with freshly seeded random generators',
-                          RuntimeWarning, stacklevel=2)
+            # another kind of device resumes with this object's seeded generators instead. A
+            # damaged state of the right size still fails in set_state.
+            warnings.warn(f'{key} state not restored ({state.numel()} bytes for a '
+                          f'{gen.device.type} generator of {gen.get_state().numel()}); a '
+                          'checkpoint from another kind of device resumes with freshly seeded '
+                          'random generators', RuntimeWarning, stacklevel=2)
+            continue
+        gen.set_state(state)
 
 
 def check_state_header(state_dict: Mapping[str, Any], algorithm: str, obs_dim: int,
