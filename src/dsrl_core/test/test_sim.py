@@ -244,6 +244,29 @@ def test_demos_round_trip(tmp_path):
     assert np.array_equal(again['obs'], demos['obs'])
 
 
+def test_recovery_demos_start_with_the_puck_stopped_near_the_goal():
+    plain = demos_mod.collect_demos(n=2, seed=0)
+    demos = demos_mod.collect_demos(n=2, seed=0, recovery=3)
+    ends = demos['episode_ends']
+    assert ends.shape == (5,) and demos['success'].all()
+    # the ordinary episodes are untouched by the recovery ones
+    assert np.array_equal(demos['obs'][:ends[1]], plain['obs'])
+    lo, hi = demos_mod.RECOVERY_DIST
+    for start in ends[1:4]:
+        first = demos['obs'][start]
+        assert lo <= np.linalg.norm(first[6:8] - GOAL_XY) <= hi
+        assert np.all(first[3:6] == 0.0)  # at rest
+    meta = json.loads(str(demos['meta_json']))
+    assert (meta['n'], meta['recovery']) == (2, 3) and meta['recovery_attempts'] >= 3
+    again = demos_mod.collect_demos(n=2, seed=0, recovery=3)
+    assert np.array_equal(again['action'], demos['action'])
+    other = demos_mod.collect_demos(n=2, seed=1, recovery=3)
+    assert not np.array_equal(other['obs'][other['episode_ends'][1]],
+                              demos['obs'][ends[1]])
+    with pytest.raises(ValueError, match='recovery must be >= 0'):
+        demos_mod.collect_demos(n=2, recovery=-1)
+
+
 def _save_raw(path, arrays):
     with open(path, 'wb') as f:
         np.savez(f, **arrays)
@@ -279,3 +302,5 @@ def test_demos_cli(tmp_path):
     out = str(tmp_path / 'cli.npz')
     assert demos_mod.main(['--n', '2', '--seed', '3', '--out', out]) == 0
     assert demos_mod.load_demos(out)['episode_ends'].shape == (2,)
+    assert demos_mod.main(['--n', '2', '--recovery', '1', '--out', out]) == 0
+    assert demos_mod.load_demos(out)['meta']['recovery'] == 1

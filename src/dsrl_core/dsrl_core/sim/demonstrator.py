@@ -199,9 +199,14 @@ class ScriptedPusher:
         return v if norm <= max_norm else v * (max_norm / norm)
 
 
-def run_episode(env, pusher: ScriptedPusher, seed: Optional[int] = None) -> dict:
-    """Roll out one episode of ``pusher`` in ``env``; return obs, actions, success, length."""
-    obs, info = env.reset(seed=seed)
+def run_episode(env, pusher: ScriptedPusher, seed: Optional[int] = None,
+                options: Optional[dict] = None) -> dict:
+    """
+    Roll out one episode of ``pusher`` in ``env``; return obs, actions, success, length.
+
+    ``options`` go to ``env.reset`` (e.g. ``qpos`` and ``object_xy`` for a chosen start).
+    """
+    obs, info = env.reset(seed=seed, options=options)
     pusher.reset()
     observations, actions = [], []
     success = False

@@ -3,7 +3,7 @@ Collect scripted demonstrations of the push task and read them back.
 
 Usage::
 
-    python -m dsrl_core.sim.demos --n 50 --seed 0 --out demos.npz
+    python -m dsrl_core.sim.demos --n 50 --seed 0 [--recovery 8] --out demos.npz
 
 On-disk format: one ``.npz`` file (``numpy.savez_compressed``; read with
 ``allow_pickle=False``) holding flat arrays, episodes stored back to back:
@@ -57,23 +57,34 @@ FORMAT_VERSION = 1
 _KEYS = ('obs', 'action', 'episode_ends', 'success', 'obs_names', 'action_names', 'meta_json')
 
 
+# Recovery episodes start with the puck at rest this far from the goal centre (m): just outside
+# the goal radius, where a pusher that stopped short leaves it.
+RECOVERY_DIST = (0.055, 0.10)
+
+
 def collect_demos(n: int = 50, seed: int = 0, max_steps: int = 60, only_success: bool = True,
                   noise_scale: float = 1.0, progress: bool = False,
-                  max_attempts: Optional[int] = None) -> dict[str, Any]:
+                  max_attempts: Optional[int] = None, recovery: int = 0) -> dict[str, Any]:
     """
     Run the scripted demonstrator until ``n`` episodes are kept; return the format's dict.
 
     With ``only_success`` failed episodes are discarded (at most ``max_attempts`` episodes are
-    tried, default ``3 * n + 10``; RuntimeError if that is not enough).
+    tried, default ``3 * n + 10``; RuntimeError if that is not enough). ``recovery`` more
+    episodes follow the ``n``: each starts from an ordinary arm pose with the puck at rest
+    ``RECOVERY_DIST`` from the goal centre (a push that stopped short) and shows the pusher
+    fetching it in; they use their own generators (seeded from ``seed``), so the first ``n``
+    episodes are the same with or without them.
     """
     if n <= 0:
         raise ValueError('n must be positive')
+    if recovery < 0:
+        raise ValueError('recovery must be >= 0')
     max_attempts = 3 * n + 10 if max_attempts is None else max_attempts
     env = PushEnv(max_steps=max_steps)
     pusher = ScriptedPusher(np.random.default_rng(seed), noise_scale=noise_scale)
     episodes: list[dict] = []
     attempts = successes = 0
-    bar = tqdm(total=n, disable=not progress, desc='demos', unit='ep')
+    bar = tqdm(total=n + recovery, disable=not progress, desc='demos', unit='ep')
     while len(episodes) < n:
         if attempts >= max_attempts:
             raise RuntimeError(f'only {len(episodes)}/{n} episodes kept after {attempts} tries')
@@ -84,6 +95,22 @@ def collect_demos(n: int = 50, seed: int = 0, max_steps: int = 60, only_success:
             episodes.append(episode)
             bar.update(1)
         bar.set_postfix(success_rate=f'{successes / attempts:.3f}')
+    rec_rng = np.random.default_rng([seed, 1])
+    rec_pusher = ScriptedPusher(np.random.default_rng([seed, 2]), noise_scale=noise_scale)
+    kept = tried = 0
+    while kept < recovery:
+        if tried >= 3 * recovery + 10:
+            raise RuntimeError(f'only {kept}/{recovery} recovery episodes kept after '
+                               f'{tried} tries')
+        qpos, _ = env.sample_initial_conditions(rec_rng)
+        dist, angle = rec_rng.uniform(*RECOVERY_DIST), rec_rng.uniform(0.0, 2 * np.pi)
+        puck = GOAL_XY + dist * np.array([np.cos(angle), np.sin(angle)])
+        episode = run_episode(env, rec_pusher, options={'qpos': qpos, 'object_xy': puck})
+        tried += 1
+        if episode['success'] or not only_success:
+            episodes.append(episode)
+            kept += 1
+            bar.update(1)
     bar.close()
     env.close()
     meta = {
@@ -91,6 +118,8 @@ def collect_demos(n: int = 50, seed: int = 0, max_steps: int = 60, only_success:
         'goal_xy': GOAL_XY.tolist(), 'goal_radius': GOAL_RADIUS, 'max_steps': max_steps,
         'seed': seed, 'n': n, 'attempts': attempts, 'only_success': only_success,
         'demonstrator_success_rate': successes / attempts, 'format_version': FORMAT_VERSION,
+        'recovery': recovery, 'recovery_attempts': tried,
+        'recovery_dist': list(RECOVERY_DIST),
     }
     return {
         'obs': np.concatenate([e['obs'] for e in episodes]).astype(np.float32),
@@ -180,11 +209,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--max-steps', type=int, default=60, help='control steps per episode')
     parser.add_argument('--noise-scale', type=float, default=1.0, help='demonstrator noise')
     parser.add_argument('--keep-failures', action='store_true', help='also keep failures')
+    parser.add_argument('--recovery', type=int, default=0,
+                        help='episodes added after the --n that start with the puck stopped '
+                             f'{RECOVERY_DIST[0]}-{RECOVERY_DIST[1]} m from the goal centre')
     parser.add_argument('--out', required=True, help='output .npz path')
     args = parser.parse_args(argv)
     demos = collect_demos(n=args.n, seed=args.seed, max_steps=args.max_steps,
                           only_success=not args.keep_failures, noise_scale=args.noise_scale,
-                          progress=True)
+                          progress=True, recovery=args.recovery)
     save_demos(demos, args.out)
     meta = json.loads(str(demos['meta_json']))
     lengths = np.diff(np.concatenate([[0], demos['episode_ends']]))
