@@ -265,6 +265,13 @@ def test_recovery_demos_start_with_the_puck_stopped_near_the_goal():
                               demos['obs'][ends[1]])
     with pytest.raises(ValueError, match='recovery must be >= 0'):
         demos_mod.collect_demos(n=2, recovery=-1)
+    # an explicit recovery seed changes only the recovery episodes, reproducibly
+    seeded = demos_mod.collect_demos(n=2, seed=0, recovery=3, recovery_seed=77)
+    assert np.array_equal(seeded['obs'][:ends[1]], plain['obs'])
+    assert not np.array_equal(seeded['obs'][ends[1]], demos['obs'][ends[1]])
+    assert np.array_equal(seeded['action'], demos_mod.collect_demos(
+        n=2, seed=0, recovery=3, recovery_seed=77)['action'])
+    assert json.loads(str(seeded['meta_json']))['recovery_seed'] == 77
 
 
 def _save_raw(path, arrays):

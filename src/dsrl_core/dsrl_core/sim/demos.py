@@ -64,7 +64,8 @@ RECOVERY_DIST = (0.055, 0.10)
 
 def collect_demos(n: int = 50, seed: int = 0, max_steps: int = 60, only_success: bool = True,
                   noise_scale: float = 1.0, progress: bool = False,
-                  max_attempts: Optional[int] = None, recovery: int = 0) -> dict[str, Any]:
+                  max_attempts: Optional[int] = None, recovery: int = 0,
+                  recovery_seed: Optional[int] = None) -> dict[str, Any]:
     """
     Run the scripted demonstrator until ``n`` episodes are kept; return the format's dict.
 
@@ -72,8 +73,9 @@ def collect_demos(n: int = 50, seed: int = 0, max_steps: int = 60, only_success:
     tried, default ``3 * n + 10``; RuntimeError if that is not enough). ``recovery`` more
     episodes follow the ``n``: each starts from an ordinary arm pose with the puck at rest
     ``RECOVERY_DIST`` from the goal centre (a push that stopped short) and shows the pusher
-    fetching it in; they use their own generators (seeded from ``seed``), so the first ``n``
-    episodes are the same with or without them.
+    fetching it in; they use their own generators, so the first ``n`` episodes are the same
+    with or without them: the recovery pusher's is seeded with ``recovery_seed`` and the start
+    placements' with ``recovery_seed + 1`` (default: both derived from ``seed``).
     """
     if n <= 0:
         raise ValueError('n must be positive')
@@ -95,8 +97,12 @@ def collect_demos(n: int = 50, seed: int = 0, max_steps: int = 60, only_success:
             episodes.append(episode)
             bar.update(1)
         bar.set_postfix(success_rate=f'{successes / attempts:.3f}')
-    rec_rng = np.random.default_rng([seed, 1])
-    rec_pusher = ScriptedPusher(np.random.default_rng([seed, 2]), noise_scale=noise_scale)
+    if recovery_seed is None:
+        rec_rng, pusher_rng = np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2])
+    else:
+        rec_rng = np.random.default_rng(recovery_seed + 1)
+        pusher_rng = np.random.default_rng(recovery_seed)
+    rec_pusher = ScriptedPusher(pusher_rng, noise_scale=noise_scale)
     kept = tried = 0
     while kept < recovery:
         if tried >= 3 * recovery + 10:
@@ -118,7 +124,7 @@ def collect_demos(n: int = 50, seed: int = 0, max_steps: int = 60, only_success:
         'goal_xy': GOAL_XY.tolist(), 'goal_radius': GOAL_RADIUS, 'max_steps': max_steps,
         'seed': seed, 'n': n, 'attempts': attempts, 'only_success': only_success,
         'demonstrator_success_rate': successes / attempts, 'format_version': FORMAT_VERSION,
-        'recovery': recovery, 'recovery_attempts': tried,
+        'recovery': recovery, 'recovery_attempts': tried, 'recovery_seed': recovery_seed,
         'recovery_dist': list(RECOVERY_DIST),
     }
     return {
@@ -212,11 +218,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--recovery', type=int, default=0,
                         help='episodes added after the --n that start with the puck stopped '
                              f'{RECOVERY_DIST[0]}-{RECOVERY_DIST[1]} m from the goal centre')
+    parser.add_argument('--recovery-seed', type=int, default=None,
+                        help='seed of the recovery episodes (pusher S, placements S + 1; '
+                             'default: derived from --seed)')
     parser.add_argument('--out', required=True, help='output .npz path')
     args = parser.parse_args(argv)
     demos = collect_demos(n=args.n, seed=args.seed, max_steps=args.max_steps,
                           only_success=not args.keep_failures, noise_scale=args.noise_scale,
-                          progress=True, recovery=args.recovery)
+                          progress=True, recovery=args.recovery,
+                          recovery_seed=args.recovery_seed)
     save_demos(demos, args.out)
     meta = json.loads(str(demos['meta_json']))
     lengths = np.diff(np.concatenate([[0], demos['episode_ends']]))
