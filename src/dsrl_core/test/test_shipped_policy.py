@@ -39,6 +39,29 @@ def test_shipped_bc_policy_leaves_room_to_improve():
     assert 0.3 <= res.success_rate <= 0.7
 
 
+def test_shipped_checkpoint_recipe_includes_recovery_demonstrations():
+    # make_default's recipe: 8 ordinary + 8 recovery demonstrations (what the checkpoint records)
+    from dsrl_core.policy import make_default
+    cfg = json.loads((default_checkpoint() / 'config.json').read_text())
+    assert cfg['extra']['episodes'] == make_default.N_DEMOS + make_default.N_RECOVERY == 16
+    assert make_default.N_RECOVERY > 0
+
+
+def test_bc_reference_reports_random_and_zero_noise(tmp_path):
+    torch.set_num_threads(1)
+    policy = DiffusionPolicy.load(default_checkpoint())
+    cfg = BenchConfig(episodes=2, eval_every=2, eval_episodes=6, threads=1)
+    r = run_method('bc', policy, cfg, seed=0, progress=False)
+    zero = evaluate(policy, lambda obs: np.zeros((*obs.shape[:-1], *policy.meta.noise_shape),
+                                                 np.float32), episodes=6)
+    assert r['zero_noise_success'] == zero.success_rate
+    rand = evaluate(policy, gaussian_noise_fn(policy.meta.noise_shape, 0), episodes=6)
+    assert r['curve'] == [(0, rand.success_rate), (2, rand.success_rate)]
+    text = report([r], tmp_path)
+    assert (f'bc: success with w ~ N(0, I) {rand.success_rate:.2f}; with w = 0 (the mode) '
+            f'{zero.success_rate:.2f}') in text
+
+
 def test_steering_loop_runs_and_keeps_base_policy_frozen(tmp_path):
     torch.set_num_threads(1)
     policy = DiffusionPolicy.load(default_checkpoint())

@@ -4,6 +4,7 @@ import re
 import signal
 import time
 
+from dsrl_core.policy.policy_params import PolicyNodeParams
 from dsrl_core.rl.networks import TanhGaussianActor
 from dsrl_core.rl.serialize import hmac_tag, pack_actor, payload_sha256
 from dsrl_core.sim.push_env import JOINT_LIMITS
@@ -64,7 +65,8 @@ class PolicyPeer(Peer):
 
 def weights_msg(version, key=KEY, obs_dim=8, corrupt=None):
     torch.manual_seed(version)
-    actor = TanhGaussianActor(8, 12, (128, 128, 128), 1.5)
+    magnitude = PolicyNodeParams.action_magnitude  # what the node runs with (config/dsrl.yaml)
+    actor = TanhGaussianActor(8, 12, (128, 128, 128), magnitude)
     payload, sha, tag = pack_actor(actor.state_dict(), version, key.encode())
     if corrupt == 'payload':  # garbage that is correctly hashed and signed, not safetensors
         payload = b'\x10\x00\x00\x00\x00\x00\x00\x00{"a": 1}' + b'x' * 50
@@ -72,7 +74,7 @@ def weights_msg(version, key=KEY, obs_dim=8, corrupt=None):
     msg = ActorWeights(version=version, payload=list(payload), sha256=sha, hmac_sha256=tag,
                        obs_dim=obs_dim, chunk_length=4, action_dim=3,
                        architecture='tanh_gaussian_mlp:128x128x128:layernorm',
-                       algorithm='dsrl_sac', action_magnitude=1.5)
+                       algorithm='dsrl_sac', action_magnitude=magnitude)
     return msg
 
 

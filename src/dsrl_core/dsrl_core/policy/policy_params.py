@@ -53,8 +53,9 @@ class PolicyNodeParams:
     actor_hidden: tuple[int, ...] = (128, 128, 128)
     # LayerNorm in the noise actor (must match the learner's).
     actor_layer_norm: bool = True
-    # Noise bound: the actor's w lies in [-action_magnitude, action_magnitude].
-    action_magnitude: float = 1.5
+    # Noise bound: the actor's w lies in [-action_magnitude, action_magnitude] (must match the
+    # learner's).
+    action_magnitude: float = 1.0
     # File holding the HMAC key of ActorWeights; empty = $DSRL_WEIGHTS_KEY_FILE, $DSRL_WEIGHTS_KEY.
     weights_key_file: str = ''
     # The HMAC key itself (sim bringups only, which generate one per run); empty = use the file.
