@@ -1,5 +1,6 @@
 """Learner core: params schema, weights key, transition checks, UTD accounting, checkpoints."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -252,6 +253,11 @@ def test_checkpoint_rotation_and_damage(tmp_path):
     bigger = DSRLSAC(META, config=SACConfig(hidden=(64, 64)))
     with pytest.raises(ck.CheckpointError, match='does not fit this learner'):
         ck.read_checkpoint(paths[1], bigger, make_trainer().buffer)
+    # trained under another noise bound: refused, with the reason
+    other_bound = DSRLSAC(META, config=dataclasses.replace(
+        make_trainer().algorithm.config, action_magnitude=2.5))
+    with pytest.raises(ck.CheckpointError, match='action_magnitude'):
+        ck.read_checkpoint(paths[1], other_bound, make_trainer().buffer)
     assert ck.latest_checkpoint(str(tmp_path / 'none')) is None
 
 

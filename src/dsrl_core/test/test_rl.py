@@ -436,6 +436,18 @@ def test_na_delta_action_input_is_relative_to_the_joints():
     na_agent(policy, action_input='delta', delta_scale=0.5).load_state_dict(agent.state_dict())
 
 
+def test_state_trained_under_another_noise_bound_does_not_resume():
+    policy = TanhMLPPolicy()
+    state = na_agent(policy, action_magnitude=1.5).state_dict()
+    with pytest.raises(ValueError, match='action_magnitude 1.5; this learner uses 1.0'):
+        na_agent(policy, action_magnitude=1.0).load_state_dict(state)
+    na_agent(policy, action_magnitude=1.5).load_state_dict(state)
+    sac = DSRLSAC(policy.meta, config=SACConfig(hidden=SMALL, action_magnitude=2.0))
+    with pytest.raises(ValueError, match='action_magnitude 2.0'):
+        DSRLSAC(policy.meta, config=SACConfig(hidden=SMALL, action_magnitude=1.0)).load_state_dict(
+            sac.state_dict())
+
+
 def _bandit(policy, n=2048, seed=0):
     """One-step episodes from N(0, I) noise; reward = mean normalised command of joint 0."""
     gen = torch.Generator().manual_seed(seed)

@@ -7,7 +7,8 @@ On the simulated push task with the shipped (frozen) BC checkpoint, each learnin
 online for ``--episodes`` episodes and is evaluated every ``--eval-every`` episodes on the same
 ``--eval-episodes`` fixed-seed episodes with its deterministic actor:
 
-* ``bc``: the base policy with w ~ N(0, I) (what it does without RL; evaluated once);
+* ``bc``: the base policy with w ~ N(0, I) (what it does without RL; evaluated once), and
+  with w = 0, the noise's mode, where an untrained DSRL actor starts (printed below the table);
 * ``dsrl_sac``: SAC in the latent-noise MDP (action = the flattened initial noise);
 * ``dsrl_na``: DSRL with noise aliasing (action critic distilled into a noise critic);
 * ``sac_action``: the non-DSRL baseline, the same SAC code acting directly on the action chunk
@@ -405,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
                    help='actor eps drawn once per episode (correlated) or per chunk')
     p.add_argument('--offline-demos', type=int, default=d.offline_demos,
                    help='DSRL-NA: mix this many scripted demonstrations (seed 0; the first 8 '
-                        'trained the shipped BC) into every batch (0 = none)')
+                        'are the ordinary ones the shipped BC was trained on, not its recovery '
+                        'ones) into every batch (0 = none)')
     p.add_argument('--offline-ratio', type=float, default=d.offline_ratio,
                    help='DSRL-NA: fraction of every batch from the offline demonstrations')
     p.add_argument('--critic-loss', choices=('mse', 'hl_gauss'), default=d.critic_loss,

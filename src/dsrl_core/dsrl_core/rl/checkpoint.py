@@ -172,7 +172,7 @@ def read_checkpoint(path: str, algorithm: Any, buffer: ReplayBuffer) -> dict[str
         algorithm.load_state_dict(state)
     except (ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f'checkpoint {path!r} does not fit this learner (algorithm, '
-                              f'dimensions or network sizes differ): {exc}') from exc
+                              f'dimensions, network sizes or settings differ): {exc}') from exc
     try:
         buffer.load(os.path.join(path, 'replay.npz'))
     except (OSError, ValueError) as exc:

@@ -125,7 +125,7 @@ class LearnerNodeParams:
     # from without the noise): comma-separated demo files (.npz, dsrl_core.sim.demos format, e.g.
     # the BC policy's training demos or `dsrl to-demos` output), cut into chunk transitions of
     # the policy's horizon with the rewards below; empty = online data only. On the push task,
-    # the BC checkpoint's 8 demos at 0.1 gave no gain (docs/benchmarks, session 6).
+    # the then shipped BC's 8 demos at 0.1 gave no gain (docs/benchmarks, session 6).
     offline_demos: str = ''
     # DSRL-NA only: fraction of every batch drawn from offline_demos.
     offline_ratio: float = 0.1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from typing import Any, Mapping
 import warnings
 
@@ -309,6 +310,14 @@ def algorithm_state(algo: Any) -> dict[str, Any]:
 def load_algorithm_state(algo: Any, state_dict: Mapping[str, Any]) -> None:
     """Restore what :func:`algorithm_state` returned (header checked first)."""
     check_state_header(state_dict, type(algo).__name__, algo.obs_dim, algo.act_dim)
+    # The actor's tanh output is scaled by the bound and the critics were fitted to actions
+    # inside it: a state trained under another bound (every DSRL state before session 9 used
+    # 1.5) would resume as a different policy.
+    theirs = (state_dict.get('config') or {}).get('action_magnitude')
+    if theirs is not None and not math.isclose(float(theirs), algo.config.action_magnitude,
+                                               rel_tol=1e-6):
+        raise ValueError(f'the state was trained with action_magnitude {theirs}; this learner '
+                         f'uses {algo.config.action_magnitude}: set them to match to resume')
     for name, obj in algo._stateful().items():
         obj.load_state_dict(state_dict[name])
     with torch.no_grad():
