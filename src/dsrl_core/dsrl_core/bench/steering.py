@@ -88,7 +88,7 @@ class BenchConfig:
     # Minibatch size.
     batch_size: int = 256
     # Noise magnitude of the DSRL actors (the learner's default; 1.5, the authors' usual value,
-    # ends at 0.78-0.98 at 50 episodes over six seeds, 1.0 at 0.96-0.98; session 9).
+    # ends at 0.78-0.98 at 50 episodes over six seeds, 1.0 at 0.94-0.98 over eight; session 9).
     action_magnitude: float = LearnerNodeParams.action_magnitude
     # Initial SAC temperature.
     init_alpha: float = 1.0

@@ -67,9 +67,9 @@ class LearnerNodeParams:
     # Target entropy of the noise actor.
     target_entropy: float = 0.0
     # The actor's noise lies in [-action_magnitude, action_magnitude] (the authors use 1.0-2.5,
-    # typically 1.5; 1.0 keeps the push task's actor near the base policy's likely noise and
-    # reaches 0.96-0.98 at 50 episodes in 6 of 6 seeds where 1.5 gets 0.78-0.98,
-    # docs/benchmarks session 9). Must match the policy node's.
+    # typically 1.5; 1.0 keeps the push task's actor near the base policy's likely noise:
+    # 0.94-0.98 at 50 episodes over eight seeds, mean 0.97, where 1.5 gets 0.78-0.98, mean 0.91
+    # over six; docs/benchmarks session 9). Must match the policy node's.
     action_magnitude: float = 1.0
     # DSRL-NA only: noise-critic distillation steps per update.
     n_distill: int = 2
