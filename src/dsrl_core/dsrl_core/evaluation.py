@@ -46,6 +46,13 @@ def gaussian_noise_fn(meta_noise_shape: tuple[int, int], seed: int) -> NoiseFn:
     return fn
 
 
+def zero_noise_fn(meta_noise_shape: tuple[int, int]) -> NoiseFn:
+    """Return w = 0, the mode of N(0, I) (where a DSRL actor whose output is ~0 starts)."""
+    def fn(obs: np.ndarray) -> np.ndarray:
+        return np.zeros((obs.shape[0], *meta_noise_shape), np.float32)
+    return fn
+
+
 def evaluate(policy: BasePolicy, noise_fn: NoiseFn, episodes: int = 50, seed: int = 10_000,
              max_steps: int | None = None, record_first: bool = False,
              render_size: tuple[int, int] = (96, 96)) -> EvalResult:

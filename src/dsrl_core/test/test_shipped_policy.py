@@ -6,7 +6,13 @@ import pathlib
 
 from dsrl_core.bench.steering import BenchConfig, make_agent, report, run_method
 from dsrl_core.bench.steering import main as steering_main
-from dsrl_core.evaluation import EvalResult, evaluate, failure_summary, gaussian_noise_fn
+from dsrl_core.evaluation import (
+    EvalResult,
+    evaluate,
+    failure_summary,
+    gaussian_noise_fn,
+    zero_noise_fn,
+)
 from dsrl_core.policy import default_checkpoint
 from dsrl_core.policy.diffusion import DiffusionPolicy, load_policy
 from dsrl_core.sim.push_env import GOAL_RADIUS
@@ -59,8 +65,7 @@ def test_bc_reference_reports_random_and_zero_noise(tmp_path):
     # checked against its own noise
     cfg = BenchConfig(episodes=2, eval_every=2, eval_episodes=8, threads=1)
     r = run_method('bc', policy, cfg, seed=0, progress=False)
-    zero = evaluate(policy, lambda obs: np.zeros((*obs.shape[:-1], *policy.meta.noise_shape),
-                                                 np.float32), episodes=8)
+    zero = evaluate(policy, zero_noise_fn(policy.meta.noise_shape), episodes=8)
     rand = evaluate(policy, gaussian_noise_fn(policy.meta.noise_shape, 0), episodes=8)
     assert zero.success_rate != rand.success_rate
     assert r['zero_noise_success'] == zero.success_rate

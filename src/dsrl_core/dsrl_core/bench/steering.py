@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dsrl_core.evaluation import evaluate, evaluate_chunks, gaussian_noise_fn
+from dsrl_core.evaluation import evaluate, evaluate_chunks, gaussian_noise_fn, zero_noise_fn
 from dsrl_core.params import ParamError
 from dsrl_core.policy import default_checkpoint
 from dsrl_core.policy.diffusion import DiffusionPolicy
@@ -180,9 +180,8 @@ def run_method(method: str, policy: DiffusionPolicy, cfg: BenchConfig, seed: int
         curve = [(ep, res.success_rate) for ep in range(0, cfg.episodes + 1, cfg.eval_every)]
         # Reference: w = 0, the mode of N(0, I), which an actor whose output is still near zero
         # (DSRL's at episode 0) executes; part of a DSRL curve's start can come from there.
-        zero = evaluate(policy, lambda obs: np.zeros((*obs.shape[:-1], *meta.noise_shape),
-                                                     np.float32),
-                        episodes=cfg.eval_episodes, seed=EVAL_SEED)
+        zero = evaluate(policy, zero_noise_fn(meta.noise_shape), episodes=cfg.eval_episodes,
+                        seed=EVAL_SEED)
         return {'method': method, 'seed': seed, 'curve': curve, 'seconds': time.time() - t_start,
                 'updates': 0, 'zero_noise_success': zero.success_rate}
     torch.manual_seed(seed)
